@@ -1,0 +1,1 @@
+"""Lakehouse MLOps: the Dagster code location."""

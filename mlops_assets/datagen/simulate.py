@@ -1,0 +1,333 @@
+"""A synthetic e-commerce source with a real churn signal and switchable drift.
+
+The world is a population of customers with latent traits (engagement, friction, discount appetite).
+Traits drive what can be observed (order frequency, spend, discounts, support tickets) and the churn
+hazard; a churned customer stops ordering. Every day's landing files are a pure function of
+(config, day), so any partition can be regenerated on its own and gives the same bytes.
+
+Drift switches, both off by default:
+- covariate drift: from a day on, a new acquisition channel (``tiktok``) brings younger,
+  lower-engagement, discount-hungry customers from other countries;
+- concept drift: from a day on, the hazard changes: support friction stops mattering and discount
+  appetite matters much more (a pricing change), so a model trained before it ranks badly after.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+COUNTRIES = np.array(["US", "GB", "DE", "FR", "VN", "BR", "IN", "JP"])
+COUNTRY_P = np.array([0.30, 0.12, 0.12, 0.10, 0.12, 0.10, 0.08, 0.06])
+COUNTRY_P_TIKTOK = np.array([0.12, 0.05, 0.05, 0.05, 0.28, 0.22, 0.18, 0.05])
+CHANNELS = np.array(["organic", "paid_search", "social", "referral", "email", "tiktok"])
+CHANNEL_P = np.array([0.35, 0.25, 0.18, 0.12, 0.10, 0.0])
+CHANNEL_ENGAGEMENT = np.array([0.1, -0.1, -0.3, 0.4, 0.2, -0.6])
+PLANS = np.array(["free", "basic", "premium"])
+PLAN_P = np.array([0.5, 0.35, 0.15])
+PLAN_ENGAGEMENT = np.array([-0.4, 0.1, 0.5])
+TICKET_CATEGORIES = np.array(["delivery", "billing", "product", "account"])
+TICKET_PRIORITIES = np.array(["low", "normal", "high"])
+ORDER_STATUSES = np.array(["completed", "returned", "cancelled"])
+DISCOUNT_LEVELS = np.array([10.0, 15.0, 20.0, 30.0])
+
+BACKLOG_DAYS = 365  # customers who signed up before the first landing day
+TIKTOK_SHARE = 0.4  # share of new signups from the new channel once covariate drift is on
+
+# Stream ids keep the per-day random generators independent of each other.
+_STREAM_ORDERS, _STREAM_TICKETS = 1, 2
+
+CUSTOMERS_SCHEMA = pa.schema(
+    [
+        pa.field("customer_id", pa.int64(), nullable=False),
+        pa.field("signup_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("country", pa.string()),
+        pa.field("acquisition_channel", pa.string()),
+        pa.field("plan", pa.string()),
+        pa.field("birth_year", pa.int32()),
+        pa.field("email_opt_in", pa.bool_()),
+    ]
+)
+ORDERS_SCHEMA = pa.schema(
+    [
+        pa.field("order_id", pa.int64(), nullable=False),
+        pa.field("customer_id", pa.int64(), nullable=False),
+        pa.field("ordered_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("amount", pa.float64()),
+        pa.field("items", pa.int32()),
+        pa.field("discount_pct", pa.float64()),
+        pa.field("status", pa.string()),
+    ]
+)
+TICKETS_SCHEMA = pa.schema(
+    [
+        pa.field("ticket_id", pa.int64(), nullable=False),
+        pa.field("customer_id", pa.int64(), nullable=False),
+        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("category", pa.string()),
+        pa.field("priority", pa.string()),
+        pa.field("status", pa.string()),
+    ]
+)
+SCHEMAS: dict[str, pa.Schema] = {
+    "customers": CUSTOMERS_SCHEMA,
+    "orders": ORDERS_SCHEMA,
+    "support_tickets": TICKETS_SCHEMA,
+}
+# The key columns that must be present and unique within one landing file (a ticket lands once
+# open and once resolved).
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id",),
+    "orders": ("order_id",),
+    "support_tickets": ("ticket_id", "status"),
+}
+
+
+class WorldConfig(BaseModel):
+    """Everything that determines the generated data. Same config, same bytes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seed: int = 42
+    n_customers: int = Field(default=20_000, ge=10)
+    start_date: dt.date = dt.date(2025, 1, 1)
+    horizon_days: int = Field(
+        default=365, ge=1, description="days over which new customers sign up"
+    )
+    covariate_drift_from: dt.date | None = None
+    concept_drift_from: dt.date | None = None
+
+    def day_index(self, day: dt.date) -> int:
+        return (day - self.start_date).days
+
+    def _drift_index(self, day: dt.date | None) -> float:
+        return np.inf if day is None else float(self.day_index(day))
+
+
+@dataclass(frozen=True)
+class Population:
+    """Customer-level arrays (index = customer_id - 1)."""
+
+    signup_day: np.ndarray  # int, days since start_date (negative = backlog)
+    signup_second: np.ndarray  # int, second of the signup day
+    churn_day: np.ndarray  # float, day the customer stops ordering (inf = never in practice)
+    country: np.ndarray
+    channel: np.ndarray
+    plan: np.ndarray
+    birth_year: np.ndarray
+    email_opt_in: np.ndarray
+    order_rate: np.ndarray  # orders per day while active
+    log_aov: np.ndarray
+    discount_p: np.ndarray
+    ticket_rate: np.ndarray
+
+    def active_on(self, day: int) -> np.ndarray:
+        return np.flatnonzero((self.signup_day <= day) & (self.churn_day > day))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def build_population(cfg: WorldConfig) -> Population:
+    rng = np.random.default_rng([cfg.seed, 0])
+    n = cfg.n_customers
+    n_backlog = int(n * 0.4)
+    signup_day = np.concatenate(
+        [
+            rng.integers(-BACKLOG_DAYS, 0, n_backlog),
+            rng.integers(0, cfg.horizon_days, n - n_backlog),
+        ]
+    )
+    signup_day.sort()  # customer ids grow with signup time, as in a real sequence
+    cov_day = cfg._drift_index(cfg.covariate_drift_from)
+    drifted = (signup_day >= cov_day) & (rng.random(n) < TIKTOK_SHARE)
+
+    channel_idx = rng.choice(len(CHANNELS), n, p=CHANNEL_P)
+    channel_idx[drifted] = 5
+    country_idx = rng.choice(len(COUNTRIES), n, p=COUNTRY_P)
+    country_idx[drifted] = rng.choice(len(COUNTRIES), int(drifted.sum()), p=COUNTRY_P_TIKTOK)
+    plan_idx = rng.choice(len(PLANS), n, p=PLAN_P)
+    birth_year = rng.normal(1988, 11, n).clip(1940, 2007).astype(np.int32)
+    birth_year[drifted] = rng.normal(2001, 4, int(drifted.sum())).clip(1960, 2008).astype(np.int32)
+
+    engagement = rng.normal(0, 1, n) + CHANNEL_ENGAGEMENT[channel_idx] + PLAN_ENGAGEMENT[plan_idx]
+    friction = rng.normal(0, 1, n)
+    discount_p = _sigmoid(-1.2 + 1.3 * rng.normal(0, 1, n) + 1.2 * drifted)
+
+    order_rate = np.exp(-2.3 + 0.55 * engagement)
+    log_aov = 3.6 + 0.25 * engagement + 0.35 * (plan_idx == 2) - 0.3 * drifted
+    ticket_rate = np.exp(-4.2 - 0.3 * engagement + 0.8 * friction)
+
+    premium = (plan_idx == 2).astype(float)
+    hazard_pre = np.exp(-5.0 - 0.7 * engagement + 0.8 * friction + 1.2 * discount_p - 0.4 * premium)
+    hazard_post = np.exp(
+        -4.9 - 0.7 * engagement + 0.05 * friction + 3.5 * discount_p - 0.4 * premium
+    )
+
+    # Piecewise-constant hazard: solve H(t) = E for the churn time, E ~ Exp(1).
+    exposure = rng.exponential(1.0, n)
+    con_day = cfg._drift_index(cfg.concept_drift_from)
+    pre_span = np.clip(con_day - signup_day, 0, None)
+    churn_in_pre = exposure < hazard_pre * pre_span
+    with np.errstate(invalid="ignore"):  # the unused branch is inf - inf without concept drift
+        lifetime = np.where(
+            churn_in_pre,
+            exposure / hazard_pre,
+            pre_span + (exposure - hazard_pre * pre_span) / hazard_post,
+        )
+    return Population(
+        signup_day=signup_day,
+        signup_second=rng.integers(0, 86_400, n),
+        churn_day=signup_day + lifetime,
+        country=COUNTRIES[country_idx],
+        channel=CHANNELS[channel_idx],
+        plan=PLANS[plan_idx],
+        birth_year=birth_year,
+        email_opt_in=rng.random(n) < 0.6,
+        order_rate=order_rate,
+        log_aov=log_aov,
+        discount_p=discount_p,
+        ticket_rate=ticket_rate,
+    )
+
+
+@lru_cache(maxsize=4)
+def population_for(cfg: WorldConfig) -> Population:
+    return build_population(cfg)
+
+
+def _day_start_us(cfg: WorldConfig, day: int) -> int:
+    start = dt.datetime.combine(cfg.start_date, dt.time(), tzinfo=dt.UTC)
+    return int(start.timestamp() * 1_000_000) + day * 86_400_000_000
+
+
+def _ids(day: int, counter: np.ndarray) -> np.ndarray:
+    # Globally unique, stable ids: day in the high digits, sequence in the low ones.
+    return (day + BACKLOG_DAYS + 1) * 10_000_000 + counter
+
+
+class DayGenerator:
+    """Builds one landing day's three tables."""
+
+    def __init__(self, cfg: WorldConfig, day: dt.date):
+        self.cfg = cfg
+        self.day = cfg.day_index(day)
+        if self.day < 0:
+            raise ValueError(f"{day} is before the source's first day {cfg.start_date}")
+        self.pop = population_for(cfg)
+
+    @cached_property
+    def day_start_us(self) -> int:
+        return _day_start_us(self.cfg, self.day)
+
+    def customers(self) -> pa.Table:
+        pop = self.pop
+        # The first landing day carries the backlog of customers who signed up earlier.
+        lo = -np.inf if self.day == 0 else self.day
+        idx = np.flatnonzero((pop.signup_day >= lo) & (pop.signup_day <= self.day))
+        signup_us = (
+            _day_start_us(self.cfg, 0)
+            + pop.signup_day[idx] * 86_400_000_000
+            + pop.signup_second[idx] * 1_000_000
+        )
+        return pa.table(
+            {
+                "customer_id": idx.astype(np.int64) + 1,
+                "signup_at": signup_us,
+                "country": pop.country[idx],
+                "acquisition_channel": pop.channel[idx],
+                "plan": pop.plan[idx],
+                "birth_year": pop.birth_year[idx],
+                "email_opt_in": pop.email_opt_in[idx],
+            },
+        ).cast(CUSTOMERS_SCHEMA)
+
+    def orders(self) -> pa.Table:
+        pop = self.pop
+        rng = np.random.default_rng([self.cfg.seed, _STREAM_ORDERS, self.day + BACKLOG_DAYS])
+        active = pop.active_on(self.day)
+        counts = rng.poisson(pop.order_rate[active])
+        cust = np.repeat(active, counts)
+        n = len(cust)
+        discounted = rng.random(n) < pop.discount_p[cust]
+        discount = np.where(discounted, DISCOUNT_LEVELS[rng.integers(0, 4, n)], 0.0)
+        amount = np.round(np.exp(rng.normal(pop.log_aov[cust], 0.45)) * (1 - discount / 100), 2)
+        seconds = np.sort(rng.integers(0, 86_400, n))
+        return pa.table(
+            {
+                "order_id": _ids(self.day, np.arange(n)),
+                "customer_id": cust.astype(np.int64) + 1,
+                "ordered_at": self.day_start_us + seconds * 1_000_000,
+                "amount": amount,
+                "items": (1 + rng.poisson(1.4, n)).astype(np.int32),
+                "discount_pct": discount,
+                "status": ORDER_STATUSES[rng.choice(3, n, p=[0.92, 0.05, 0.03])],
+            }
+        ).cast(ORDERS_SCHEMA)
+
+    def _tickets_opened(self, day: int) -> dict[str, np.ndarray]:
+        """Tickets opened on `day`, with how many days later each is resolved."""
+        pop = self.pop
+        rng = np.random.default_rng([self.cfg.seed, _STREAM_TICKETS, day + BACKLOG_DAYS])
+        # Customers keep complaining for a week after they leave.
+        cand = np.flatnonzero((pop.signup_day <= day) & (pop.churn_day > day - 7))
+        counts = rng.poisson(pop.ticket_rate[cand])
+        cust = np.repeat(cand, counts)
+        n = len(cust)
+        seconds = np.sort(rng.integers(0, 86_400, n))
+        return {
+            "ticket_id": _ids(day, np.arange(n)),
+            "customer_id": cust.astype(np.int64) + 1,
+            "created_us": _day_start_us(self.cfg, day) + seconds * 1_000_000,
+            "category": TICKET_CATEGORIES[rng.choice(4, n, p=[0.4, 0.25, 0.25, 0.1])],
+            "priority": TICKET_PRIORITIES[rng.choice(3, n, p=[0.3, 0.55, 0.15])],
+            "resolve_lag": rng.choice(6, n, p=[0.3, 0.3, 0.15, 0.1, 0.1, 0.05]),
+            "resolve_seconds": rng.integers(0, 86_400, n),
+        }
+
+    def support_tickets(self) -> pa.Table:
+        """Opened tickets (status open) plus the update rows of tickets resolved today.
+
+        A ticket therefore lands twice (open, then resolved): silver keeps its latest state.
+        """
+        parts = []
+        opened = self._tickets_opened(self.day)
+        parts.append(
+            {
+                **{k: opened[k] for k in ("ticket_id", "customer_id", "category", "priority")},
+                "created_at": opened["created_us"],
+                "updated_at": opened["created_us"],
+                "status": np.full(len(opened["ticket_id"]), "open"),
+            }
+        )
+        for lag in range(6):
+            if self.day - lag < 0:
+                break
+            src = opened if lag == 0 else self._tickets_opened(self.day - lag)
+            sel = src["resolve_lag"] == lag
+            resolved_us = self.day_start_us + src["resolve_seconds"][sel] * 1_000_000
+            parts.append(
+                {
+                    **{
+                        k: src[k][sel] for k in ("ticket_id", "customer_id", "category", "priority")
+                    },
+                    "created_at": src["created_us"][sel],
+                    # Same-day resolution can't precede the opening.
+                    "updated_at": np.maximum(resolved_us, src["created_us"][sel] + 1_000_000),
+                    "status": np.full(int(sel.sum()), "resolved"),
+                }
+            )
+        cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return pa.table(cols).select(TICKETS_SCHEMA.names).cast(TICKETS_SCHEMA)
+
+    def table(self, name: str) -> pa.Table:
+        if name not in SCHEMAS:
+            raise KeyError(f"unknown landing table {name!r}; expected one of {sorted(SCHEMAS)}")
+        return getattr(self, name)()

@@ -1,0 +1,19 @@
+"""Jobs and schedules that span domains."""
+
+import dagster as dg
+
+from mlops_assets.defs.landing.partitions import daily_partitions
+
+# Land yesterday's deliveries, then rebuild bronze -> silver -> gold.
+daily_lakehouse_job = dg.define_asset_job(
+    name="daily_lakehouse_job",
+    selection=dg.AssetSelection.groups("landing", "bronze", "silver", "gold"),
+    partitions_def=daily_partitions,
+    description="Land one day of raw data and rebuild the dbt medallion on top of it.",
+)
+
+daily_lakehouse_schedule = dg.build_schedule_from_partitioned_job(
+    daily_lakehouse_job, hour_of_day=1, minute_of_hour=0, name="daily_lakehouse_schedule"
+)
+
+defs = dg.Definitions(jobs=[daily_lakehouse_job], schedules=[daily_lakehouse_schedule])

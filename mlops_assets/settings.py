@@ -1,0 +1,118 @@
+"""The one environment switch and the typed settings every domain reads.
+
+`MLOPS_ENV` (local | ci | prod) decides the dbt target, the resource set and, later, the Feast and
+MLflow configs. Everything else is a `MLOPS_*` variable with a default that suits the embedded profile;
+production values (Trino host, S3 prefixes, database URLs) come from the environment, never from code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from mlops_assets.datagen.simulate import WorldConfig
+
+# The repository root: dbt_project/, feature_repo/ and data/ sit beside this package.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    CI = "ci"
+    PROD = "prod"
+
+
+def get_environment() -> Environment:
+    """The single place that decides which profile runs."""
+    raw = os.environ.get("MLOPS_ENV", Environment.LOCAL.value).strip().lower()
+    try:
+        return Environment(raw)
+    except ValueError:
+        valid = ", ".join(e.value for e in Environment)
+        raise ValueError(f"MLOPS_ENV={raw!r} is not one of: {valid}") from None
+
+
+class Settings(BaseSettings):
+    """Paths and knobs shared by the code location, the CLI and the benchmarks."""
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", env_file=".env", extra="ignore")
+
+    env: Environment = Environment.LOCAL
+    data_dir: Path = PROJECT_ROOT / "data"
+    # Where landing Parquet lives: a folder locally, an s3:// prefix in prod.
+    landing_uri: str | None = None
+    # The synthetic source: deterministic from the seed.
+    seed: int = 42
+    n_customers: int = Field(default=20_000, ge=10)
+    start_date: dt.date = dt.date(2025, 1, 1)
+    horizon_days: int = Field(default=365, ge=1)
+    # How many landing days the main job (`mlops demo`) materializes from start_date.
+    history_days: int = Field(default=240, ge=30)
+    covariate_drift_from: dt.date | None = None
+    concept_drift_from: dt.date | None = None
+
+    @property
+    def landing(self) -> str:
+        return self.landing_uri or str(self.data_dir / "landing")
+
+    @property
+    def dagster_home(self) -> Path:
+        """The local Dagster instance (SQLite storage) that `mlops demo` and `make dev` share."""
+        return self.data_dir / "dagster_home"
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The embedded DuckDB warehouse (dbt's local/ci targets)."""
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def gold_dir(self) -> Path:
+        """Where the embedded profile writes gold tables as Parquet."""
+        return self.data_dir / "gold"
+
+    @property
+    def dbt_target(self) -> str:
+        """dbt targets carry the environment names."""
+        return self.env.value
+
+    def world_config(self) -> WorldConfig:
+        from mlops_assets.datagen.simulate import WorldConfig  # numpy/pyarrow: not at load time
+
+        return WorldConfig(
+            seed=self.seed,
+            n_customers=self.n_customers,
+            start_date=self.start_date,
+            horizon_days=self.horizon_days,
+            covariate_drift_from=self.covariate_drift_from,
+            concept_drift_from=self.concept_drift_from,
+        )
+
+    def dbt_env(self) -> dict[str, str]:
+        """The variables dbt's profiles.yml and sources read; dbt runs as a subprocess."""
+        return {
+            "MLOPS_ENV": self.env.value,
+            "MLOPS_DATA_DIR": str(self.data_dir.resolve()),
+            "MLOPS_LANDING_URI": self.landing,
+            # Each target keeps its own manifest and partial-parse state.
+            "DBT_TARGET_PATH": str(PROJECT_ROOT / "dbt_project" / "target" / self.dbt_target),
+        }
+
+    def export_dbt_env(self) -> None:
+        """Hand the paths to dbt subprocesses. Parse and build must see the same values, or dbt
+        throws away its partial-parse state and re-parses on every run."""
+        os.environ.update(self.dbt_env())
+        if self.env is not Environment.PROD:
+            self.gold_dir.mkdir(parents=True, exist_ok=True)
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings(env=get_environment())

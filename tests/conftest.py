@@ -1,0 +1,74 @@
+"""Shared fixtures. Service-backed tests skip with a reason when the service is absent, unless
+CI=true, where a missing PostgreSQL or Redis fails the run instead."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlops_assets.settings import Settings, get_settings
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", int(os.environ.get("MLOPS_TEST_PG_PORT", "5432"))
+REDIS_HOST, REDIS_PORT = "127.0.0.1", int(os.environ.get("MLOPS_TEST_REDIS_PORT", "6379"))
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message}, and CI=true makes {name} tests mandatory")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_dsn() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    require_service("PostgreSQL", POSTGRES_HOST, POSTGRES_PORT)
+    import uuid
+
+    import psycopg2
+
+    admin = psycopg2.connect(
+        host=POSTGRES_HOST, port=POSTGRES_PORT, user="postgres", dbname="postgres"
+    )
+    admin.autocommit = True
+    name = f"mlops_test_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point every setting at a private data folder and a small world."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(data))
+    monkeypatch.setenv("MLOPS_N_CUSTOMERS", "2000")
+    monkeypatch.delenv("MLOPS_LANDING_URI", raising=False)
+    get_settings.cache_clear()
+    yield data
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return get_settings()

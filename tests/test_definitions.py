@@ -1,0 +1,78 @@
+"""The code location loads and exposes the graph users see in the UI. A snapshot, so that a
+silent change to keys, groups or checks shows up in review."""
+
+import dagster as dg
+
+from mlops_assets.defs.executors import executor_for
+from mlops_assets.defs.landing.checks import (
+    KEYS_NOT_NULL_CHECK,
+    KEYS_UNIQUE_CHECK,
+    SCHEMA_CHECK,
+)
+from mlops_assets.settings import Environment
+
+EXPECTED_ASSETS = {
+    "landing/customers": "landing",
+    "landing/orders": "landing",
+    "landing/support_tickets": "landing",
+    "warehouse/bronze/stg_customers": "bronze",
+    "warehouse/bronze/stg_orders": "bronze",
+    "warehouse/bronze/stg_support_tickets": "bronze",
+    "warehouse/silver/dim_customers": "silver",
+    "warehouse/silver/fct_orders": "silver",
+    "warehouse/silver/fct_support_tickets": "silver",
+    "warehouse/gold/customer_features": "gold",
+    "warehouse/gold/churn_labels": "gold",
+}
+
+
+def _repo():
+    from mlops_assets.definitions import defs
+
+    return defs, defs.get_repository_def()
+
+
+def test_definitions_load_with_expected_assets_and_groups():
+    _, repo = _repo()
+    graph = repo.asset_graph
+    found = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert found == EXPECTED_ASSETS
+
+
+def test_gold_depends_on_landing_through_the_medallion():
+    _, repo = _repo()
+    graph = repo.asset_graph
+    upstream = graph.get(dg.AssetKey(["warehouse", "gold", "customer_features"])).parent_keys
+    assert dg.AssetKey(["warehouse", "silver", "fct_orders"]) in upstream
+    bronze = graph.get(dg.AssetKey(["warehouse", "bronze", "stg_orders"])).parent_keys
+    assert bronze == {dg.AssetKey(["landing", "orders"])}
+
+
+def test_landing_checks_block_and_dbt_tests_are_checks():
+    _, repo = _repo()
+    checks = {(k.asset_key.to_user_string(), k.name) for k in repo.asset_graph.asset_check_keys}
+    for table in ("customers", "orders", "support_tickets"):
+        for name in (SCHEMA_CHECK, KEYS_NOT_NULL_CHECK, KEYS_UNIQUE_CHECK):
+            assert (f"landing/{table}", name) in checks
+    assert ("warehouse/bronze/stg_orders", "unique_stg_orders_order_id") in checks
+    assert (
+        "warehouse/gold/customer_features",
+        "unique_combination_customer_features_customer_id__event_timestamp",
+    ) in checks
+    from mlops_assets.defs.landing.checks import landing_quality_checks
+
+    assert all(spec.blocking for spec in landing_quality_checks.check_specs)
+
+
+def test_daily_job_and_schedule():
+    defs, repo = _repo()
+    job = defs.resolve_job_def("daily_lakehouse_job")
+    assert job.partitions_def is not None
+    schedule = repo.get_schedule_def("daily_lakehouse_schedule")
+    assert schedule.cron_schedule == "0 1 * * *"
+    assert schedule.job_name == "daily_lakehouse_job"
+
+
+def test_prod_uses_the_kubernetes_executor():
+    assert executor_for(Environment.PROD).name == "k8s"
+    assert executor_for(Environment.LOCAL).name == "multiprocess"
