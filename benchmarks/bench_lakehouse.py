@@ -115,7 +115,10 @@ def main() -> None:
 
     for customers in args.customers:
         runs = [one_scale(customers, args.days) for _ in range(args.repeats)]
-        med = {k: statistics.median(r[k] for r in runs) for k in ("generate_s", "dbt_build_s", "total_s")}
+        med = {
+            k: statistics.median(r[k] for r in runs)
+            for k in ("generate_s", "dbt_build_s", "total_s")
+        }
         entry = {**runs[0], **{k: round(v, 2) for k, v in med.items()}, "repeats": len(runs)}
         report["scales"].append(entry)
         print(
