@@ -127,6 +127,43 @@ def demo(
     )
 
 
+dataset_app = typer.Typer(help="Versioned training sets (Feast + DVC).", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("build")
+def dataset_build(service: str = typer.Option("churn_v1", help="Feast feature service.")) -> None:
+    """Write the point-in-time training set of a feature service (the dvc.yaml stage's command)."""
+    from mlops_assets.features.dataset import DatasetError, build_training_set, load_labels
+    from mlops_assets.features.store import feature_store
+
+    settings = get_settings()
+    try:
+        summary = build_training_set(
+            feature_store(settings), service, load_labels(settings), settings.datasets_dir / service
+        )
+    except DatasetError as err:
+        raise typer.Exit(_fail(str(err))) from None
+    _echo("dataset", f"{service}: {summary.rows} rows in {summary.path}")
+
+
+@dataset_app.command("pull")
+def dataset_pull(
+    md5: str = typer.Argument(..., help="The DVC hash a model's lineage cites (dvc_md5)."),
+    out: Path = typer.Option(None, help="Where to put it (default: datasets/<md5>)."),
+) -> None:
+    """Fetch an exact dataset version from the DVC remote, verifying every object."""
+    from mlops_assets.features.versioning import VersioningError, pull
+
+    settings = get_settings()
+    dest = out or settings.datasets_dir / md5.removesuffix(".dir")
+    try:
+        path = pull(settings, md5, dest)
+    except VersioningError as err:
+        raise typer.Exit(_fail(str(err))) from None
+    _echo("dataset", f"{md5} -> {path}")
+
+
 def _summarize_gold() -> None:
     import duckdb
 

@@ -2,13 +2,14 @@
 
 import dagster as dg
 
-from mlops_assets.defs import automation, dbt, landing
+from mlops_assets.defs import automation, dbt, features, landing
 from mlops_assets.defs.executors import executor_for
 from mlops_assets.settings import get_environment
 
 defs = dg.Definitions.merge(
     landing.defs,
     dbt.defs,
+    features.defs,
     automation.defs,
     dg.Definitions(executor=executor_for(get_environment())),
 )

@@ -59,6 +59,16 @@ class Settings(BaseSettings):
     covariate_drift_from: dt.date | None = None
     concept_drift_from: dt.date | None = None
 
+    # prod warehouse (the same TRINO_* variables dbt's prod target reads)
+    trino_host: str = Field(default="trino", validation_alias="TRINO_HOST")
+    trino_port: int = Field(default=8080, validation_alias="TRINO_PORT")
+    trino_user: str = Field(default="mlops", validation_alias="TRINO_USER")
+    trino_catalog: str = Field(default="iceberg", validation_alias="TRINO_CATALOG")
+    trino_http_scheme: str = Field(default="http", validation_alias="TRINO_HTTP_SCHEME")
+    # DVC: the repo whose dvc.yaml versions training sets, and the prod remote.
+    dvc_root: Path = PROJECT_ROOT
+    dvc_s3_url: str | None = None
+
     @property
     def landing(self) -> str:
         return self.landing_uri or str(self.data_dir / "landing")
@@ -72,6 +82,11 @@ class Settings(BaseSettings):
     def warehouse_path(self) -> Path:
         """The embedded DuckDB warehouse (dbt's local/ci targets)."""
         return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Training sets, DVC outputs of dvc.yaml (outside data/, so DVC can track them)."""
+        return self.dvc_root / "datasets"
 
     @property
     def gold_dir(self) -> Path:

@@ -23,6 +23,9 @@ EXPECTED_ASSETS = {
     "warehouse/silver/fct_support_tickets": "silver",
     "warehouse/gold/customer_features": "gold",
     "warehouse/gold/churn_labels": "gold",
+    "feast/registry": "features",
+    "feast/online/customer_features": "features",
+    "datasets/churn_v1": "features",
 }
 
 
@@ -62,6 +65,18 @@ def test_landing_checks_block_and_dbt_tests_are_checks():
     from mlops_assets.defs.landing.checks import landing_quality_checks
 
     assert all(spec.blocking for spec in landing_quality_checks.check_specs)
+
+
+def test_feature_assets_sit_on_gold():
+    _, repo = _repo()
+    graph = repo.asset_graph
+    online = graph.get(dg.AssetKey(["feast", "online", "customer_features"]))
+    assert dg.AssetKey(["feast", "registry"]) in online.parent_keys
+    assert online.partitions_def is not None
+    dataset = graph.get(dg.AssetKey(["datasets", "churn_v1"]))
+    assert dg.AssetKey(["warehouse", "gold", "churn_labels"]) in dataset.parent_keys
+    checks = {k.name for k in graph.asset_check_keys if k.asset_key == dataset.key}
+    assert checks == {"dataset_labels_have_both_classes", "dataset_splits_are_time_ordered"}
 
 
 def test_daily_job_and_schedule():

@@ -4,12 +4,14 @@ import dagster as dg
 
 from mlops_assets.defs.landing.partitions import daily_partitions
 
-# Land yesterday's deliveries, then rebuild bronze -> silver -> gold.
+# Land yesterday's deliveries, rebuild bronze -> silver -> gold, refresh the feature store and the
+# versioned training set.
 daily_lakehouse_job = dg.define_asset_job(
     name="daily_lakehouse_job",
-    selection=dg.AssetSelection.groups("landing", "bronze", "silver", "gold"),
+    selection=dg.AssetSelection.groups("landing", "bronze", "silver", "gold", "features"),
     partitions_def=daily_partitions,
-    description="Land one day of raw data and rebuild the dbt medallion on top of it.",
+    description="Land one day of raw data, rebuild the dbt medallion, materialize features, "
+    "and version the training set.",
 )
 
 daily_lakehouse_schedule = dg.build_schedule_from_partitioned_job(

@@ -29,7 +29,7 @@ future_orders as (
     select
         labelable.customer_id,
         labelable.event_timestamp,
-        count(orders.ordered_at) as orders_in_window
+        cast(count(orders.ordered_at) as bigint) as orders_in_window
     from labelable
     left join orders
         on orders.customer_id = labelable.customer_id
@@ -44,7 +44,7 @@ final as (
         labelable.event_timestamp,
         labelable.label_available_at,
         future_orders.orders_in_window,
-        case when future_orders.orders_in_window = 0 then 1 else 0 end as churned
+        cast(case when future_orders.orders_in_window = 0 then 1 else 0 end as integer) as churned
     from labelable
     inner join future_orders
         on future_orders.customer_id = labelable.customer_id

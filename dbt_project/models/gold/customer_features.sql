@@ -25,9 +25,9 @@ order_window as (
         orders.customer_id,
         max(orders.ordered_at) as last_order_at,
         max(orders.cumulative_net_amount_usd) as lifetime_value_usd,
-        max(orders.cumulative_order_count) as order_count_lifetime,
-        sum(case when orders.ordered_at >= {{ dbt.dateadd('day', -30, 'snapshots.as_of') }} then 1 else 0 end) as order_count_30d,
-        count(*) as order_count_90d,
+        cast(max(orders.cumulative_order_count) as bigint) as order_count_lifetime,
+        cast(sum(case when orders.ordered_at >= {{ dbt.dateadd('day', -30, 'snapshots.as_of') }} then 1 else 0 end) as bigint) as order_count_30d,
+        cast(count(*) as bigint) as order_count_90d,
         sum(case when orders.ordered_at >= {{ dbt.dateadd('day', -30, 'snapshots.as_of') }} then orders.net_amount_usd else 0 end) as spend_30d_usd,
         sum(orders.net_amount_usd) as spend_90d_usd,
         avg(orders.amount_usd) as avg_order_value_90d_usd,
@@ -45,11 +45,11 @@ ticket_window as (
     select
         snapshots.as_of,
         tickets.customer_id,
-        sum(case when tickets.created_at >= {{ dbt.dateadd('day', -30, 'snapshots.as_of') }} then 1 else 0 end) as ticket_count_30d,
-        count(*) as ticket_count_90d,
+        cast(sum(case when tickets.created_at >= {{ dbt.dateadd('day', -30, 'snapshots.as_of') }} then 1 else 0 end) as bigint) as ticket_count_30d,
+        cast(count(*) as bigint) as ticket_count_90d,
         -- Open at as-of time: not resolved yet, or resolved only later.
-        sum(case when tickets.resolved_at is null or tickets.resolved_at >= snapshots.as_of then 1 else 0 end) as open_ticket_count,
-        sum(case when tickets.ticket_priority = 'high' then 1 else 0 end) as high_priority_ticket_count_90d
+        cast(sum(case when tickets.resolved_at is null or tickets.resolved_at >= snapshots.as_of then 1 else 0 end) as bigint) as open_ticket_count,
+        cast(sum(case when tickets.ticket_priority = 'high' then 1 else 0 end) as bigint) as high_priority_ticket_count_90d
     from snapshots
     inner join tickets
         on tickets.created_at < snapshots.as_of
@@ -64,8 +64,8 @@ joined as (
         customers.country_code,
         customers.acquisition_channel,
         customers.plan,
-        {{ dbt.datediff('customers.signup_at', 'order_window.as_of', 'day') }} as tenure_days,
-        extract(year from order_window.as_of) - customers.birth_year as age_years,
+        cast({{ dbt.datediff('customers.signup_at', 'order_window.as_of', 'day') }} as bigint) as tenure_days,
+        cast(extract(year from order_window.as_of) - customers.birth_year as bigint) as age_years,
         order_window.lifetime_value_usd,
         order_window.order_count_lifetime,
         order_window.order_count_30d,
@@ -77,7 +77,7 @@ joined as (
         order_window.avg_discount_pct_90d,
         order_window.return_share_90d,
         order_window.last_order_at,
-        {{ dbt.datediff('order_window.last_order_at', 'order_window.as_of', 'day') }} as days_since_last_order,
+        cast({{ dbt.datediff('order_window.last_order_at', 'order_window.as_of', 'day') }} as bigint) as days_since_last_order,
         coalesce(ticket_window.ticket_count_30d, 0) as ticket_count_30d,
         coalesce(ticket_window.ticket_count_90d, 0) as ticket_count_90d,
         coalesce(ticket_window.open_ticket_count, 0) as open_ticket_count,

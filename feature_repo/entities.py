@@ -1,0 +1,9 @@
+from feast import Entity, ValueType
+
+customer = Entity(
+    name="customer",
+    join_keys=["customer_id"],
+    value_type=ValueType.INT64,
+    description="A shop customer (dim_customers.customer_id).",
+    tags={"owner": "ml-platform@example.com", "domain": "customers"},
+)

@@ -1,0 +1,130 @@
+import datetime as dt
+
+import dagster as dg
+
+from mlops_assets.defs.features.resources import FeatureStoreResource
+from mlops_assets.defs.landing.assets import partition_days
+from mlops_assets.defs.landing.partitions import daily_partitions
+
+GOLD_FEATURES = dg.AssetKey(["warehouse", "gold", "customer_features"])
+GOLD_LABELS = dg.AssetKey(["warehouse", "gold", "churn_labels"])
+REGISTRY = dg.AssetKey(["feast", "registry"])
+ONLINE = dg.AssetKey(["feast", "online", "customer_features"])
+CHURN_DATASET = dg.AssetKey(["datasets", "churn_v1"])
+SERVICE = "churn_v1"
+
+
+@dg.asset(
+    key=REGISTRY,
+    deps=[GOLD_FEATURES],
+    group_name="features",
+    kinds={"feast"},
+    description="Feast definitions in feature_repo/ applied to the registry (the plan is metadata).",
+)
+def feast_registry(context: dg.AssetExecutionContext, feature_store: FeatureStoreResource):
+    from feast.errors import FeastError
+
+    from mlops_assets.features.store import repo_contents
+
+    store = feature_store.store()
+    contents = repo_contents()
+    try:
+        registry_diff, infra_diff, _ = store.plan(contents)
+        objects = [
+            *contents.entities,
+            *contents.data_sources,
+            *contents.feature_views,
+            *contents.on_demand_feature_views,
+            *contents.feature_services,
+        ]
+        store.apply(objects)
+    except (FeastError, ValueError) as err:
+        # e.g. a feature service naming a feature no view has: a user mistake, said plainly.
+        raise dg.Failure(f"feast plan/apply rejected feature_repo/: {err}") from None
+    plan = registry_diff.to_string().strip() or "no changes"
+    context.log.info(plan)
+    return dg.MaterializeResult(
+        metadata={
+            "plan": dg.MetadataValue.md(f"```\n{plan}\n{infra_diff.to_string()}\n```"),
+            "feature_views": ", ".join(sorted(v.name for v in contents.feature_views)),
+            "on_demand_feature_views": ", ".join(
+                sorted(v.name for v in contents.on_demand_feature_views)
+            ),
+            "feature_services": ", ".join(sorted(s.name for s in contents.feature_services)),
+            "project": store.project,
+        }
+    )
+
+
+@dg.asset(
+    key=ONLINE,
+    deps=[REGISTRY, GOLD_FEATURES],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="features",
+    kinds={"feast", "sqlite"},
+    description=(
+        "Customer features materialized into the online store, one day of feature timestamps per "
+        "partition. Re-running a day leaves the store identical; an older event never overwrites a "
+        "newer one."
+    ),
+)
+def feast_online_features(context: dg.AssetExecutionContext, feature_store: FeatureStoreResource):
+    days = partition_days(context)
+    if not days:
+        raise dg.Failure("online materialization is daily-partitioned: pick a day or a range")
+    from mlops_assets.features.store import materialize_window, source_rows_between
+
+    start = dt.datetime.combine(days[0], dt.time(), tzinfo=dt.UTC)
+    end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    store = feature_store.store()
+    try:
+        views = materialize_window(store, start, end)
+    except ValueError as err:
+        raise dg.Failure(str(err)) from None
+
+    rows = source_rows_between(feature_store.settings(), start, end)
+    return dg.MaterializeResult(
+        metadata={
+            "window_start": start.isoformat(),
+            "window_end": end.isoformat(),
+            "feature_views": ", ".join(views),
+            "source_rows": rows if rows is not None else "n/a",
+        }
+    )
+
+
+@dg.asset(
+    key=CHURN_DATASET,
+    deps=[REGISTRY, GOLD_LABELS, GOLD_FEATURES],
+    group_name="features",
+    kinds={"feast", "dvc", "parquet"},
+    description=(
+        "The churn_v1 training set: gold.churn_labels joined point-in-time to the churn_v1 feature "
+        "service, split by time, versioned with DVC (hash and remote in metadata)."
+    ),
+)
+def churn_training_dataset(context: dg.AssetExecutionContext, feature_store: FeatureStoreResource):
+    from mlops_assets.features.dataset import DatasetError, build_training_set, load_labels
+    from mlops_assets.features.versioning import VersioningError, commit_and_push
+
+    settings = feature_store.settings()
+    out_dir = settings.datasets_dir / SERVICE
+    try:
+        labels = load_labels(settings)
+        summary = build_training_set(feature_store.store(), SERVICE, labels, out_dir)
+        version = commit_and_push(settings, SERVICE)
+    except (DatasetError, VersioningError) as err:
+        counts = getattr(err, "counts", {})
+        raise dg.Failure(
+            str(err), metadata={k: dg.MetadataValue.int(v) for k, v in counts.items()}
+        ) from None
+    context.log.info(f"dataset {version.md5}: {summary.rows}")
+    return dg.MaterializeResult(
+        metadata={
+            **summary.metadata(),
+            **version.metadata(),
+            "path": dg.MetadataValue.path(str(out_dir)),
+            "dagster/row_count": sum(summary.rows.values()),
+        }
+    )

@@ -1,0 +1,1 @@
+"""Feature store plumbing (Feast) and versioned training data (DVC), without Dagster."""

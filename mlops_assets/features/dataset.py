@@ -1,0 +1,202 @@
+"""Point-in-time training sets: labels (entity, as-of time, label) joined to a feature service with
+Feast's historical retrieval, split by time, written as deterministic Parquet."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_assets.settings import Environment, Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from feast import FeatureStore
+
+ENTITY = "customer_id"
+TIMESTAMP = "event_timestamp"
+LABEL = "churned"
+SPLITS = ("train", "validation", "test")
+# Share of distinct as-of times in each split, oldest first: no later snapshot trains a model that
+# is evaluated on an earlier one.
+SPLIT_SHARES = (0.7, 0.15, 0.15)
+
+
+class DatasetError(ValueError):
+    """Bad input for a training set: the message says what and how many."""
+
+    def __init__(self, message: str, **counts: Any):
+        super().__init__(message)
+        self.counts = counts
+
+
+@dataclass
+class DatasetSummary:
+    service: str
+    path: Path
+    rows: dict[str, int]
+    positive_rate: dict[str, float]
+    time_range: dict[str, tuple[str, str]]
+    features: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "feature_service": self.service,
+            "rows": sum(self.rows.values()),
+            **{f"rows_{k}": v for k, v in self.rows.items()},
+            **{f"label_rate_{k}": round(v, 4) for k, v in self.positive_rate.items()},
+            "time_range": json.dumps(self.time_range),
+            "features": ", ".join(self.features),
+            **self.extra,
+        }
+
+
+def load_labels(settings: Settings) -> pd.DataFrame:
+    """The label table (entity, as-of time, label) from the warehouse."""
+    if settings.env is Environment.PROD:
+        import trino
+
+        conn = trino.dbapi.connect(
+            host=settings.trino_host,
+            port=settings.trino_port,
+            user=settings.trino_user,
+            catalog=settings.trino_catalog,
+            http_scheme=settings.trino_http_scheme,
+        )
+        return pd_read(conn, f"select {ENTITY}, {TIMESTAMP}, {LABEL} from gold.churn_labels")
+    import duckdb
+
+    path = settings.gold_dir / "churn_labels.parquet"
+    if not path.exists():
+        raise DatasetError(
+            f"no label table at {path}: materialize warehouse/gold/churn_labels first"
+        )
+    return duckdb.sql(f"select {ENTITY}, {TIMESTAMP}, {LABEL} from read_parquet('{path}')").df()
+
+
+def pd_read(conn: Any, sql: str) -> pd.DataFrame:
+    import pandas as pd
+
+    cur = conn.cursor()
+    cur.execute(sql)
+    return pd.DataFrame(cur.fetchall(), columns=[c[0] for c in cur.description])
+
+
+def validate_labels(labels: pd.DataFrame, now: dt.datetime) -> None:
+    import pandas as pd
+
+    missing = {ENTITY, TIMESTAMP, LABEL} - set(labels.columns)
+    if missing:
+        raise DatasetError(f"label table lacks columns {sorted(missing)}")
+    if labels.empty:
+        raise DatasetError("label table is empty: no snapshot has a known label yet", rows=0)
+    ts = pd.to_datetime(labels[TIMESTAMP], utc=True)
+    future = int((ts > pd.Timestamp(now)).sum())
+    if future:
+        raise DatasetError(
+            f"{future} of {len(labels)} labels have an as-of time in the future (after {now:%Y-%m-%d %H:%M} UTC)",
+            future_rows=future,
+            rows=len(labels),
+        )
+    nulls = int(labels[[ENTITY, TIMESTAMP, LABEL]].isna().any(axis=1).sum())
+    if nulls:
+        raise DatasetError(
+            f"{nulls} of {len(labels)} label rows have a null key, time or label", null_rows=nulls
+        )
+    bad = int((~labels[LABEL].isin([0, 1])).sum())
+    if bad:
+        raise DatasetError(f"{bad} labels are not 0/1", bad_labels=bad)
+
+
+def historical_features(store: FeatureStore, service: str, labels: pd.DataFrame) -> pd.DataFrame:
+    """Feast point-in-time join: each row gets the latest feature values at or before its as-of
+    time (within the views' TTL), never later ones."""
+    import pandas as pd
+    from feast.errors import FeastObjectNotFoundException
+
+    try:
+        feature_service = store.get_feature_service(service)
+    except FeastObjectNotFoundException as err:
+        raise DatasetError(f"unknown feature service {service!r}: {err}") from None
+    entity_df = labels[[ENTITY, TIMESTAMP, LABEL]].copy()
+    entity_df[TIMESTAMP] = pd.to_datetime(entity_df[TIMESTAMP], utc=True)
+    # The on-demand recency feature is measured at the as-of time, as it is at request time online.
+    entity_df["request_ts"] = entity_df[TIMESTAMP]
+    job = store.get_historical_features(entity_df=entity_df, features=feature_service)
+    return job.to_df()
+
+
+def service_features(store: FeatureStore, service: str) -> tuple[list[str], list[str]]:
+    """(stored, on-demand) feature names of a service, in the service's order."""
+    on_demand_views = {v.name for v in store.list_on_demand_feature_views()}
+    stored, on_demand = [], []
+    for projection in store.get_feature_service(service).feature_view_projections:
+        names = [f.name for f in projection.features]
+        (on_demand if projection.name in on_demand_views else stored).extend(names)
+    return stored, on_demand
+
+
+def build_training_set(
+    store: FeatureStore,
+    service: str,
+    labels: pd.DataFrame,
+    out_dir: Path,
+    now: dt.datetime | None = None,
+) -> DatasetSummary:
+    """Validate labels, join features point-in-time, split by time, write Parquet."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    now = now or dt.datetime.now(dt.UTC)
+    validate_labels(labels, now)
+    frame = historical_features(store, service, labels)
+    stored, on_demand = service_features(store, service)
+    features = stored + on_demand
+    unknown = [f for f in features if f not in frame.columns]
+    if unknown:
+        raise DatasetError(f"feature service {service!r} produced no column for {unknown}")
+
+    # An entity the feature tables do not know (or whose snapshot is older than the TTL) comes back
+    # with no feature values at all: refuse rather than train on a silently different population.
+    empty = frame[stored].isna().all(axis=1)
+    if empty.any():
+        raise DatasetError(
+            f"{int(empty.sum())} of {len(frame)} label rows found no features "
+            f"(entity unknown to the feature views or snapshot older than the TTL), e.g. customer_id "
+            f"{frame.loc[empty, ENTITY].head(5).tolist()}",
+            rows_without_features=int(empty.sum()),
+            rows=len(frame),
+        )
+
+    frame = frame.sort_values([TIMESTAMP, ENTITY], kind="stable").reset_index(drop=True)
+    frame = frame[[ENTITY, TIMESTAMP, *features, LABEL]]
+    times = np.sort(frame[TIMESTAMP].unique())
+    if len(times) < 3:
+        raise DatasetError(
+            f"need at least 3 distinct as-of times to split by time, got {len(times)}"
+        )
+    cut1 = times[max(1, int(len(times) * SPLIT_SHARES[0])) - 1]
+    cut2 = times[max(2, int(len(times) * (SPLIT_SHARES[0] + SPLIT_SHARES[1]))) - 1]
+    cut2 = max(cut2, times[np.searchsorted(times, cut1) + 1])
+    split_of = np.where(frame[TIMESTAMP] <= cut1, 0, np.where(frame[TIMESTAMP] <= cut2, 1, 2))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, rate, span = {}, {}, {}
+    for i, name in enumerate(SPLITS):
+        part = frame[split_of == i]
+        table = pa.Table.from_pandas(part, preserve_index=False).replace_schema_metadata(None)
+        # Same rows, same options, no pandas metadata: the same inputs give the same bytes (and
+        # so the same DVC hash).
+        pq.write_table(
+            table, out_dir / f"{name}.parquet", compression="zstd", write_statistics=True
+        )
+        rows[name] = len(part)
+        rate[name] = float(part[LABEL].mean()) if len(part) else float("nan")
+        span[name] = (str(part[TIMESTAMP].min()), str(part[TIMESTAMP].max()))
+    schema = {"entity": ENTITY, "timestamp": TIMESTAMP, "label": LABEL, "features": features}
+    (out_dir / "schema.json").write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+    return DatasetSummary(service, out_dir, rows, rate, span, features)
