@@ -1,6 +1,9 @@
-"""A lean online lookup for one feature service: the online store's own `online_read` per feature
-view plus the on-demand transformation, without the SDK's per-call planning. Same stores, same
-values as `FeatureStore.get_online_features` (the tests compare them)."""
+"""Online lookups for one feature service.
+
+On the embedded SQLite store: the store's own `online_read` per feature view plus the on-demand
+transformation, without the SDK's per-call planning (about 3x faster). On other stores (Redis in
+prod) the SDK is already efficient (one pipelined round trip for all views), so it is used as is.
+Either way the values are those of `FeatureStore.get_online_features` (the tests compare them)."""
 
 from __future__ import annotations
 
@@ -17,8 +20,13 @@ class OnlineFeatureReader:
         from feast.errors import FeatureViewNotFoundException
         from feast.infra.online_stores.helpers import get_online_store_from_config
 
+        from mlops_assets.features.online_store import MonotonicSqliteOnlineStore
+
+        self._store = store
         self._config = store.config
         self._online = get_online_store_from_config(store.config.online_store)
+        self._direct = isinstance(self._online, MonotonicSqliteOnlineStore)
+        self._service = store.get_feature_service(service_name)
         self.join_key = join_key
         service = store.get_feature_service(service_name)
         self.views: list[tuple[Any, list[str]]] = []
@@ -30,12 +38,23 @@ class OnlineFeatureReader:
             except FeatureViewNotFoundException:
                 self.on_demand.append((store.get_on_demand_feature_view(projection.name), names))
         self.feature_names = [n for _, names in self.views + self.on_demand for n in names]
+        # Request-time inputs of the on-demand views (request_ts): filled with the request's time.
+        self.request_fields = sorted(
+            {
+                f.name
+                for odfv, _ in self.on_demand
+                for r in odfv.source_request_sources.values()
+                for f in r.schema
+            }
+        )
 
     def read(
         self, entity_ids: Sequence[int], request_ts: datetime | None = None
     ) -> list[dict[str, Any]]:
         """Feature dicts (bare feature names), one per entity, in the order given; a feature the
         store has no value for is None."""
+        if not self._direct:
+            return self._read_with_sdk(entity_ids, request_ts)
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
         from feast.type_map import feast_value_type_to_python_type
@@ -57,11 +76,24 @@ class OnlineFeatureReader:
                 for source in odfv.source_feature_view_projections.values()
                 for name in (f.name for f in source.features)
             }
-            for request in odfv.source_request_sources.values():
-                for field in request.schema:
-                    inputs[field.name] = [request_ts] * len(rows)
+            for name in self.request_fields:
+                inputs[name] = [request_ts] * len(rows)
             outputs = odfv.feature_transformation.udf(inputs)
             for name in names:
                 for row, value in zip(rows, outputs[name], strict=True):
                     row[name] = value
         return rows
+
+    def _read_with_sdk(
+        self, entity_ids: Sequence[int], request_ts: datetime | None
+    ) -> list[dict[str, Any]]:
+        response = self._store.get_online_features(
+            features=self._service,
+            entity_rows=[
+                {self.join_key: int(e), **dict.fromkeys(self.request_fields, request_ts)}
+                for e in entity_ids
+            ],
+        ).to_dict()
+        return [
+            {name: response[name][i] for name in self.feature_names} for i in range(len(entity_ids))
+        ]

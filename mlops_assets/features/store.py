@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from feast.repo_contents import RepoContents
 
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+# The embedded online store's type path (see online_store.py).
+STORE_TYPE = "mlops_assets.features.online_store.MonotonicSqliteOnlineStore"
 PROJECT = "lakehouse_mlops"
 
 
@@ -37,7 +39,7 @@ def repo_config(settings: Settings) -> RepoConfig:
         provider="local",
         registry={"registry_type": "file", "path": str(folder / "registry.db")},
         online_store={
-            "type": "mlops_assets.features.online_store.MonotonicSqliteOnlineStore",
+            "type": STORE_TYPE,
             "path": str(folder / "online.db"),
         },
         offline_store={"type": "duckdb"},
@@ -71,17 +73,23 @@ def repo_contents() -> RepoContents:
 
 def materialize_window(
     store: FeatureStore, start: dt.datetime, end: dt.datetime, now: dt.datetime | None = None
-) -> list[str]:
-    """Materialize every feature view for event times in [start, end); returns the view names."""
+) -> dict[str, int | None]:
+    """Materialize every feature view for event times in [start, end). The embedded SQLite store
+    is loaded by the vectorized bulk path; other stores (Redis in prod) through Feast. Returns
+    rows written per view (None where Feast does not report it)."""
     now = now or dt.datetime.now(dt.UTC)
     if end > now:
         # Feast would move its incremental watermark past now and later skip data (feast #4222).
         raise ValueError(f"refusing to materialize up to {end.isoformat()}, which is in the future")
     if end <= start:
         raise ValueError(f"empty materialization window {start.isoformat()} .. {end.isoformat()}")
+    if store.config.online_store.type == STORE_TYPE:
+        from mlops_assets.features.bulk import bulk_materialize
+
+        return bulk_materialize(store, start, end)
     views = [v.name for v in store.list_feature_views()]
     store.materialize(start_date=start, end_date=end, feature_views=views)
-    return views
+    return dict.fromkeys(views)
 
 
 def source_rows_between(settings: Settings, start: dt.datetime, end: dt.datetime) -> int | None:

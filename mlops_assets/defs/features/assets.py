@@ -79,17 +79,17 @@ def feast_online_features(context: dg.AssetExecutionContext, feature_store: Feat
     end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     store = feature_store.store()
     try:
-        views = materialize_window(store, start, end)
+        written = materialize_window(store, start, end)
     except ValueError as err:
         raise dg.Failure(str(err)) from None
-
     rows = source_rows_between(feature_store.settings(), start, end)
     return dg.MaterializeResult(
         metadata={
             "window_start": start.isoformat(),
             "window_end": end.isoformat(),
-            "feature_views": ", ".join(views),
+            "feature_views": ", ".join(written),
             "source_rows": rows if rows is not None else "n/a",
+            **{f"entities_written_{v}": n for v, n in written.items() if n is not None},
         }
     )
 
