@@ -121,6 +121,7 @@ def demo(
     run_id = materialize_history(n_days)
     _echo("lakehouse", f"run {run_id} succeeded")
     _summarize_gold()
+    _summarize_features()
     _echo(
         "done",
         f"in {time.perf_counter() - started:.1f}s. Open the UI with `make dev` (http://127.0.0.1:3000).",
@@ -179,6 +180,42 @@ def _summarize_gold() -> None:
         )
     finally:
         con.close()
+
+
+def _summarize_features() -> None:
+    from mlops_assets.features.online import OnlineFeatureReader
+    from mlops_assets.features.store import feature_store
+    from mlops_assets.features.versioning import current_version
+
+    settings = get_settings()
+    version = current_version(settings, "churn_v1")
+    _echo(
+        "dataset",
+        f"churn_v1 = DVC {version.md5} ({version.files} files) pushed to {version.remote_url}",
+    )
+    _echo("dataset", f"fetch it anywhere with: mlops dataset pull {version.md5}")
+    store = feature_store(settings)
+    reader = OnlineFeatureReader(store, "churn_v1")
+    import duckdb
+
+    path = settings.gold_dir / "customer_features.parquet"
+    customer, as_of = duckdb.sql(
+        f"select customer_id, event_timestamp from read_parquet('{path}') order by event_timestamp desc, customer_id limit 1"
+    ).fetchone()
+    now = as_of.replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
+    row = reader.read([customer], now)[0]
+    shown = {
+        k: row[k]
+        for k in (
+            "plan",
+            "segment",
+            "order_count_30d",
+            "lifetime_value_usd",
+            "days_since_last_order_now",
+        )
+    }
+    _echo("online", f"customer {customer} at {now:%Y-%m-%d}: {shown}")
+    _echo("online", f"feature store: {settings.data_dir / 'feast'} (registry, SQLite online store)")
 
 
 if __name__ == "__main__":
