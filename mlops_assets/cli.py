@@ -68,32 +68,37 @@ def generate(
     )
 
 
-def materialize_history(days: int) -> str:
-    """Run the daily lakehouse job over `days` landing days as one run; returns the run id."""
+def run_job(name: str, tags: dict[str, str] | None = None) -> str:
+    """Run a job of the code location in this process, on the local instance; returns the run id."""
     import dagster as dg
 
     from mlops_assets.definitions import defs
 
-    settings = get_settings()
-    first = settings.start_date
-    last = first + dt.timedelta(days=days - 1)
-    job = defs.resolve_job_def("daily_lakehouse_job")
-    result = job.execute_in_process(
+    result = defs.resolve_job_def(name).execute_in_process(
         instance=dg.DagsterInstance.get(),
-        tags={
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-            "mlops/trigger": "mlops demo",
-        },
+        tags={"mlops/trigger": "mlops demo", **(tags or {})},
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         raise_on_error=False,
     )
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
         raise typer.Exit(
-            _fail(f"run {result.run_id} failed at {failed}; see the Dagster UI or logs above")
+            _fail(f"run {result.run_id} of {name} failed at {failed}; see the logs above")
         )
     return result.run_id
+
+
+def materialize_history(days: int) -> str:
+    """Run the daily lakehouse job over `days` landing days as one run; returns the run id."""
+    first = get_settings().start_date
+    last = first + dt.timedelta(days=days - 1)
+    return run_job(
+        "daily_lakehouse_job",
+        {
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+        },
+    )
 
 
 def _fail(message: str) -> int:
@@ -122,6 +127,9 @@ def demo(
     _echo("lakehouse", f"run {run_id} succeeded")
     _summarize_gold()
     _summarize_features()
+    _echo("training", "KFP training pipeline (kfp.local), MLflow registration, promotion gate")
+    _echo("training", f"run {run_job('retrain_churn')} succeeded")
+    _summarize_training()
     _echo(
         "done",
         f"in {time.perf_counter() - started:.1f}s. Open the UI with `make dev` (http://127.0.0.1:3000).",
@@ -163,6 +171,26 @@ def dataset_pull(
     except VersioningError as err:
         raise typer.Exit(_fail(str(err))) from None
     _echo("dataset", f"{md5} -> {path}")
+
+
+pipeline_app = typer.Typer(help="Kubeflow Pipelines.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+
+
+@pipeline_app.command("compile")
+def pipeline_compile(
+    out: Path = typer.Option(
+        PROJECT_ROOT / "build" / "training_pipeline.yaml", help="Output YAML."
+    ),
+) -> None:
+    """Compile the training pipeline to KFP v2 YAML (a build output, never committed)."""
+    from kfp import compiler
+
+    from kubeflow.training_pipeline import training_pipeline
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(training_pipeline, str(out))
+    _echo("pipeline", f"compiled to {out}")
 
 
 def _summarize_gold() -> None:
@@ -216,6 +244,39 @@ def _summarize_features() -> None:
     }
     _echo("online", f"customer {customer} at {now:%Y-%m-%d}: {shown}")
     _echo("online", f"feature store: {settings.data_dir / 'feast'} (registry, SQLite online store)")
+
+
+def _summarize_training() -> None:
+    from mlops_assets.models.promotion import history
+    from mlops_assets.models.registry import (
+        CHALLENGER,
+        CHAMPION,
+        alias_version,
+        client,
+        tracking_uri,
+    )
+
+    settings = get_settings()
+    mlflow_client = client(settings)
+    for alias in (CHAMPION, CHALLENGER):
+        version = alias_version(mlflow_client, "churn", alias)
+        if version:
+            run = mlflow_client.get_run(mlflow_client.get_model_version("churn", version).run_id)
+            auc = run.data.metrics.get("model_test_roc_auc", float("nan"))
+            kfp_run = run.data.tags.get("kfp_run_id")
+            _echo(
+                "registry",
+                f"churn@{alias} = v{version} (test ROC AUC {auc:.3f}, KFP run {kfp_run})",
+            )
+    last = history(settings, "churn")[-1]
+    _echo(
+        "registry",
+        f"last decision: v{last['version']} {last['event']} -> {last['outcome']} ({last['reason']})",
+    )
+    _echo(
+        "registry",
+        f"MLflow: {tracking_uri(settings)} (view with: mlflow ui --backend-store-uri <that>)",
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from mlops_assets.defs import automation, dbt, features, landing
+from mlops_assets.defs import automation, dbt, features, landing, training
 from mlops_assets.defs.executors import executor_for
 from mlops_assets.settings import get_environment
 
@@ -10,6 +10,7 @@ defs = dg.Definitions.merge(
     landing.defs,
     dbt.defs,
     features.defs,
+    training.defs,
     automation.defs,
     dg.Definitions(executor=executor_for(get_environment())),
 )

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     # DVC: the repo whose dvc.yaml versions training sets, and the prod remote.
     dvc_root: Path = PROJECT_ROOT
     dvc_s3_url: str | None = None
+    # MLflow: SQLite + data/mlflow/artifacts unless set (prod: PostgreSQL URL or server, S3 root).
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifact_root: str | None = None
+    # The promotion decision log (SQLAlchemy URL); default: SQLite beside the MLflow database.
+    decisions_db_url: str | None = None
+    # Kubeflow Pipelines endpoint (prod); the embedded profile runs pipelines with kfp.local.
+    kfp_host: str | None = None
 
     @property
     def landing(self) -> str:

@@ -26,6 +26,8 @@ EXPECTED_ASSETS = {
     "feast/registry": "features",
     "feast/online/customer_features": "features",
     "datasets/churn_v1": "features",
+    "models/churn/candidate": "training",
+    "models/churn/promotion": "training",
 }
 
 
@@ -86,6 +88,17 @@ def test_daily_job_and_schedule():
     schedule = repo.get_schedule_def("daily_lakehouse_schedule")
     assert schedule.cron_schedule == "0 1 * * *"
     assert schedule.job_name == "daily_lakehouse_job"
+
+
+def test_each_model_config_gets_a_retraining_job_and_schedule():
+    defs, repo = _repo()
+    job = defs.resolve_job_def("retrain_churn")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
+        "models/churn/candidate",
+        "models/churn/promotion",
+    }
+    schedule = repo.get_schedule_def("retrain_churn_schedule")
+    assert schedule.cron_schedule == "0 2 * * 0"  # Sunday 02:00, from model_configs/churn.yaml
 
 
 def test_prod_uses_the_kubernetes_executor():

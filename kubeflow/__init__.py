@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines v2: the training pipeline and its components."""

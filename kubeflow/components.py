@@ -1,0 +1,159 @@
+"""Hermetic KFP v2 components: every import is inside the function, inputs and outputs are typed
+artifacts or plain parameters. They run in the project's image (`MLOPS_PIPELINE_IMAGE`) on a cluster
+and in the current environment under `kfp.local`."""
+
+import os
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+BASE_IMAGE = os.environ.get("MLOPS_PIPELINE_IMAGE", "ghcr.io/lakehouse-mlops/mlops:0.1.0")
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def fetch_dataset(dvc_md5: str, dataset: Output[Dataset]):
+    """The exact training set a DVC hash names, from the DVC remote (verified on pull)."""
+    from pathlib import Path
+
+    from mlops_assets.features.versioning import pull
+    from mlops_assets.settings import get_settings
+
+    pull(get_settings(), dvc_md5, Path(dataset.path))
+    dataset.metadata["dvc_md5"] = dvc_md5
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def train_model(
+    dataset: Input[Dataset],
+    config_json: str,
+    model: Output[Model],
+    baseline: Output[Model],
+    metrics: Output[Metrics],
+):
+    """The configured model and a simple baseline, fit on train (validation for early stopping)."""
+    from pathlib import Path
+
+    import joblib
+    import pandas as pd
+
+    from mlops_assets.models.config import ModelConfig
+    from mlops_assets.models.training import (
+        build_estimator,
+        check_labels,
+        dataset_schema,
+        evaluate,
+        feature_frame,
+        read_split,
+    )
+
+    config = ModelConfig.model_validate_json(config_json)
+    folder = Path(dataset.path)
+    features = dataset_schema(folder)["features"]
+    train = pd.concat([read_split(folder, "train"), read_split(folder, "validation")])
+    validation = read_split(folder, "validation")
+    check_labels(train[config.label], "train")
+    check_labels(validation[config.label], "validation")
+    X = feature_frame(train, features)
+    Path(model.path).mkdir(parents=True, exist_ok=True)
+    Path(baseline.path).mkdir(parents=True, exist_ok=True)
+    for kind, artifact in (("model", model), ("baseline", baseline)):
+        estimator = build_estimator(config, X, kind).fit(X, train[config.label])
+        joblib.dump(estimator, Path(artifact.path) / "model.joblib")
+        scores = estimator.predict_proba(feature_frame(validation, features))[:, 1]
+        for name, value in evaluate(
+            validation[config.label].to_numpy(), scores, config.decision_threshold
+        ).items():
+            metrics.log_metric(f"{kind}_validation_{name}", value)
+    model.metadata["algorithm"] = config.algorithm
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def evaluate_model(
+    dataset: Input[Dataset],
+    model: Input[Model],
+    baseline: Input[Model],
+    config_json: str,
+    metrics: Output[Metrics],
+    curves: Output[ClassificationMetrics],
+) -> NamedTuple("Evaluation", [("metrics_json", str), ("roc_auc", float)]):
+    """Test-split (time-based holdout) metrics of the model and the baseline."""
+    import json
+    from collections import namedtuple
+    from pathlib import Path
+
+    import joblib
+    from sklearn.metrics import confusion_matrix, roc_curve
+
+    from mlops_assets.models.config import ModelConfig
+    from mlops_assets.models.training import (
+        check_labels,
+        dataset_schema,
+        evaluate,
+        feature_frame,
+        read_split,
+    )
+
+    config = ModelConfig.model_validate_json(config_json)
+    folder = Path(dataset.path)
+    features = dataset_schema(folder)["features"]
+    test = read_split(folder, "test")
+    check_labels(test[config.label], "test")
+    y = test[config.label].to_numpy()
+    X = feature_frame(test, features)
+    results = {}
+    for kind, artifact in (("model", model), ("baseline", baseline)):
+        scores = joblib.load(Path(artifact.path) / "model.joblib").predict_proba(X)[:, 1]
+        results[kind] = evaluate(y, scores, config.decision_threshold)
+        for name, value in results[kind].items():
+            metrics.log_metric(f"{kind}_test_{name}", value)
+        if kind == "model":
+            fpr, tpr, thresholds = roc_curve(y, scores)
+            step = max(1, len(fpr) // 200)
+            curves.log_roc_curve(
+                fpr[::step].tolist(),
+                tpr[::step].tolist(),
+                [min(float(t), 1.0) for t in thresholds[::step]],
+            )
+            predicted = (scores >= config.decision_threshold).astype(int)
+            curves.log_confusion_matrix(
+                ["stays", "churns"], confusion_matrix(y, predicted).tolist()
+            )
+    out = namedtuple("Evaluation", ["metrics_json", "roc_auc"])
+    return out(json.dumps(results, sort_keys=True), results["model"]["roc_auc"])
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def register_model(
+    dataset: Input[Dataset],
+    model: Input[Model],
+    config_json: str,
+    metrics_json: str,
+    lineage_json: str,
+    kfp_run_id: str,
+) -> NamedTuple("Registration", [("mlflow_run_id", str), ("model_version", str)]):
+    """Log the run (params, metrics, model with signature and input example, lineage tags) to
+    MLflow and register a new model version. Aliases are the promotion gate's job."""
+    import json
+    from collections import namedtuple
+    from pathlib import Path
+
+    import joblib
+
+    from mlops_assets.models.config import ModelConfig
+    from mlops_assets.models.registry import log_and_register
+    from mlops_assets.models.training import dataset_schema, feature_frame, read_split
+
+    config = ModelConfig.model_validate_json(config_json)
+    folder = Path(dataset.path)
+    example = feature_frame(read_split(folder, "test").head(5), dataset_schema(folder)["features"])
+    lineage = {**json.loads(lineage_json), "kfp_run_id": kfp_run_id}
+    run_id, version = log_and_register(
+        estimator=joblib.load(Path(model.path) / "model.joblib"),
+        input_example=example,
+        config=config,
+        metrics=json.loads(metrics_json),
+        lineage=lineage,
+    )
+    out = namedtuple("Registration", ["mlflow_run_id", "model_version"])
+    return out(run_id, version)

@@ -1,0 +1,58 @@
+"""Typed model configs, one YAML file per model under model_configs/."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlops_assets.settings import PROJECT_ROOT
+
+CONFIG_DIR = PROJECT_ROOT / "model_configs"
+
+
+class GradientBoostingParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    max_iter: int = Field(200, ge=1)
+    max_leaf_nodes: int = Field(31, ge=2)
+    min_samples_leaf: int = Field(20, ge=1)
+    l2_regularization: float = Field(0.0, ge=0)
+    early_stopping: bool = True
+
+
+class Thresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_roc_auc: float = Field(0.7, ge=0, le=1)
+    min_pr_auc: float = Field(0.3, ge=0, le=1)
+    max_brier: float = Field(0.25, ge=0, le=1)
+    max_regression_vs_champion: float = Field(0.01, ge=0, le=1)
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    registered_model: str
+    feature_service: str
+    label: str = "churned"
+    algorithm: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
+    params: GradientBoostingParams = GradientBoostingParams()
+    decision_threshold: float = Field(0.5, gt=0, lt=1)
+    thresholds: Thresholds = Thresholds()
+    retrain_cron: str = "0 2 * * 0"
+
+
+def load_config(path: Path) -> ModelConfig:
+    return ModelConfig.model_validate(yaml.safe_load(path.read_text()))
+
+
+@cache
+def model_configs() -> dict[str, ModelConfig]:
+    configs = [load_config(p) for p in sorted(CONFIG_DIR.glob("*.yaml"))]
+    return {c.name: c for c in configs}

@@ -1,0 +1,121 @@
+"""MLflow tracking and registry: SQLite + a local artifact folder by default, PostgreSQL + S3 in prod
+(`MLOPS_MLFLOW_TRACKING_URI`, `MLOPS_MLFLOW_ARTIFACT_ROOT`). Versions move between registry aliases
+(`challenger`, `champion`), never deprecated stages."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from mlops_assets.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from mlops_assets.models.config import ModelConfig
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+LINEAGE_TAGS = ("dvc_md5", "feature_service", "git_commit", "kfp_run_id", "dagster_run_id")
+
+
+def tracking_uri(settings: Settings) -> str:
+    if settings.mlflow_tracking_uri:
+        return settings.mlflow_tracking_uri
+    folder = settings.data_dir / "mlflow"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def artifact_root(settings: Settings) -> str:
+    if settings.mlflow_artifact_root:
+        return settings.mlflow_artifact_root
+    folder = settings.data_dir / "mlflow" / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder.as_uri()
+
+
+def client(settings: Settings | None = None) -> MlflowClient:
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings = settings or get_settings()
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = tracking_uri(settings)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(mlflow_client: MlflowClient, name: str, settings: Settings) -> str:
+    """The model's experiment, created with an explicit artifact location (MLflow's default is a
+    folder in the working directory)."""
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return mlflow_client.create_experiment(
+        name, artifact_location=f"{artifact_root(settings)}/{name}"
+    )
+
+
+def log_and_register(
+    estimator: Any,
+    input_example: pd.DataFrame,
+    config: ModelConfig,
+    metrics: dict[str, dict[str, float]],
+    lineage: dict[str, str],
+    settings: Settings | None = None,
+) -> tuple[str, str]:
+    """One MLflow run with params, metrics, the model (signature, input example) and lineage tags;
+    registers a new version of the config's model. Returns (run id, version)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    settings = settings or get_settings()
+    mlflow_client = client(settings)
+    exp = experiment_id(mlflow_client, config.name, settings)
+    tags = {k: str(v) for k, v in lineage.items() if v is not None}
+    with mlflow.start_run(
+        experiment_id=exp, run_name=f"{config.name}-{tags.get('dvc_md5', '')[:8]}"
+    ) as run:
+        mlflow.log_params(
+            {
+                "algorithm": config.algorithm,
+                "feature_service": config.feature_service,
+                "decision_threshold": config.decision_threshold,
+                **{f"param_{k}": v for k, v in config.params.model_dump().items()},
+            }
+        )
+        for kind, values in metrics.items():
+            mlflow.log_metrics({f"{kind}_test_{k}": v for k, v in values.items()})
+        mlflow.set_tags(tags)
+        scores = estimator.predict_proba(input_example)[:, 1]
+        info = mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            signature=infer_signature(input_example, scores),
+            input_example=input_example,
+            pyfunc_predict_fn="predict_proba",
+            serialization_format="cloudpickle",
+            registered_model_name=config.registered_model,
+        )
+    version = str(info.registered_model_version)
+    for key, value in tags.items():
+        mlflow_client.set_model_version_tag(config.registered_model, version, key, value)
+    return run.info.run_id, version
+
+
+def alias_version(mlflow_client: MlflowClient, model: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(mlflow_client.get_model_version_by_alias(model, alias).version)
+    except MlflowException:
+        return None
+
+
+def load_model(settings: Settings, model: str, version: str) -> Any:
+    import mlflow
+
+    client(settings)
+    return mlflow.sklearn.load_model(f"models:/{model}/{version}")

@@ -1,0 +1,142 @@
+"""Training and evaluation, shared by the KFP components and the promotion gate (pure functions on
+pandas frames; no Dagster, no MLflow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+    from mlops_assets.models.config import ModelConfig
+
+ID_COLUMNS = ("customer_id", "event_timestamp")
+
+
+class TrainingError(ValueError):
+    """Bad training input (a user or data mistake), with a message that says which."""
+
+
+def feature_frame(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """The model's inputs: the dataset's features, minus raw timestamps (recency is a feature)."""
+    import pandas as pd
+
+    missing = [f for f in features if f not in frame.columns]
+    if missing:
+        raise TrainingError(f"dataset lacks features the service needs: {missing}")
+    usable = [f for f in features if not pd.api.types.is_datetime64_any_dtype(frame[f])]
+    return frame[usable]
+
+
+def categorical_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if frame[c].dtype == object or str(frame[c].dtype) == "string"]
+
+
+def build_estimator(config: ModelConfig, frame: pd.DataFrame, kind: str = "model") -> Pipeline:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    categorical = categorical_columns(frame)
+    numeric = [c for c in frame.columns if c not in categorical]
+    if kind == "baseline":
+        pre = ColumnTransformer(
+            [
+                (
+                    "num",
+                    Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]),
+                    numeric,
+                ),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
+            ]
+        )
+        return Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))])
+    pre = ColumnTransformer(
+        [
+            ("num", "passthrough", numeric),
+            (
+                "cat",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1
+                ),
+                categorical,
+            ),
+        ],
+        verbose_feature_names_out=False,
+    )
+    params = config.params
+    clf = HistGradientBoostingClassifier(
+        learning_rate=params.learning_rate,
+        max_iter=params.max_iter,
+        max_leaf_nodes=params.max_leaf_nodes,
+        min_samples_leaf=params.min_samples_leaf,
+        l2_regularization=params.l2_regularization,
+        early_stopping=params.early_stopping,
+        categorical_features=[len(numeric) + i for i in range(len(categorical))],
+        random_state=0,
+    )
+    return Pipeline([("pre", pre), ("clf", clf)])
+
+
+def check_labels(y: pd.Series, split: str) -> None:
+    classes = sorted(set(y.dropna().unique().tolist()))
+    if len(classes) < 2:
+        raise TrainingError(
+            f"the {split} split has a single label class {classes}: nothing to learn or rank"
+        )
+
+
+def evaluate(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    from sklearn.metrics import (
+        average_precision_score,
+        brier_score_loss,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
+
+    predicted = (scores >= threshold).astype(int)
+    return {
+        "roc_auc": float(roc_auc_score(y_true, scores)),
+        "pr_auc": float(average_precision_score(y_true, scores)),
+        "f1": float(f1_score(y_true, predicted, zero_division=0)),
+        "precision": float(precision_score(y_true, predicted, zero_division=0)),
+        "recall": float(recall_score(y_true, predicted, zero_division=0)),
+        "brier": float(brier_score_loss(y_true, scores)),
+        "ece": expected_calibration_error(y_true, scores),
+        "positive_rate": float(np.mean(y_true)),
+        "rows": float(len(y_true)),
+    }
+
+
+def expected_calibration_error(y_true: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.mean() * abs(float(np.mean(y_true[mask])) - float(np.mean(scores[mask])))
+    return float(total)
+
+
+def read_split(folder: Path, split: str) -> pd.DataFrame:
+    import pandas as pd
+
+    path = folder / f"{split}.parquet"
+    if not path.exists():
+        raise TrainingError(f"dataset split {split!r} not found at {path}")
+    return pd.read_parquet(path)
+
+
+def dataset_schema(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "schema.json").read_text())

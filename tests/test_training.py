@@ -1,0 +1,258 @@
+"""Training on a real kfp.local pipeline with a real MLflow registry, over a DVC-versioned dataset
+built from a small generated shop; the promotion gate and its decision log."""
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlops_assets.datagen.landing import land_day
+from mlops_assets.defs.dbt.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
+from mlops_assets.features.dataset import build_training_set, load_labels
+from mlops_assets.features.store import feature_store, repo_contents
+from mlops_assets.features.versioning import commit_and_push
+from mlops_assets.models.config import model_configs
+from mlops_assets.models.pipeline_runner import PipelineFailed, run_training
+from mlops_assets.models.promotion import champion_at, gate, history
+from mlops_assets.models.registry import CHALLENGER, CHAMPION, LINEAGE_TAGS, alias_version, client
+from mlops_assets.settings import PROJECT_ROOT, get_settings
+
+pytestmark = pytest.mark.slow
+CONFIG = model_configs()["churn"]
+LINEAGE = {"git_commit": "0" * 40, "dagster_run_id": "test-run"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A DVC repo holding the churn_v1 dataset of a 3000-customer shop; MLflow on SQLite."""
+    from dvc.repo import Repo
+
+    root = tmp_path_factory.mktemp("training")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOPS_DATA_DIR", str(root / "data"))
+        mp.setenv("MLOPS_DVC_ROOT", str(root))
+        mp.setenv("MLOPS_N_CUSTOMERS", "3000")
+        mp.delenv("MLOPS_LANDING_URI", raising=False)
+        get_settings.cache_clear()
+        settings = get_settings()
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+        Repo.init(str(root))
+        shutil.copy(PROJECT_ROOT / ".dvc" / "config", root / ".dvc" / "config")
+        shutil.copy(PROJECT_ROOT / "dvc.yaml", root / "dvc.yaml")
+        shutil.copytree(PROJECT_ROOT / "feature_repo", root / "feature_repo")
+        cfg = settings.world_config()
+        for i in range(150):
+            land_day(cfg, settings.landing, cfg.start_date + dt.timedelta(days=i))
+        settings.export_dbt_env()
+        proc = subprocess.run(
+            [DBT_EXECUTABLE, "build", "--target", "local", "--exclude", "resource_type:test"],
+            cwd=DBT_PROJECT_DIR,
+            env={
+                **os.environ,
+                "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+                "DBT_TARGET_PATH": str(root / "dbt_target"),
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        store = feature_store(settings)
+        rc = repo_contents()
+        store.apply(
+            [
+                *rc.entities,
+                *rc.data_sources,
+                *rc.feature_views,
+                *rc.on_demand_feature_views,
+                *rc.feature_services,
+            ]
+        )
+        build_training_set(
+            store, "churn_v1", load_labels(settings), settings.datasets_dir / "churn_v1"
+        )
+        good = commit_and_push(settings, "churn_v1").md5
+        yield settings, good
+    get_settings.cache_clear()
+
+
+def _variant(settings, name: str, change) -> str:
+    """A new DVC version of churn_v1 with `change(frame)` applied to every split."""
+    folder = settings.datasets_dir / "churn_v1"
+    for split in ("train", "validation", "test"):
+        path = folder / f"{split}.parquet"
+        frame = change(pd.read_parquet(path))
+        frame.to_parquet(path, index=False)
+    return commit_and_push(settings, "churn_v1").md5
+
+
+def _restore(settings, md5: str) -> None:
+    from mlops_assets.features.versioning import pull
+
+    pull(settings, md5, settings.datasets_dir / "churn_v1")
+
+
+def _versions(settings) -> list[str]:
+    return sorted(
+        v.version
+        for v in client(settings).search_model_versions(f"name = '{CONFIG.registered_model}'")
+    )
+
+
+def test_pipeline_compiles_to_valid_yaml(tmp_path):
+    from kfp import compiler
+    from kfp.components import load_component_from_file
+
+    from kubeflow.training_pipeline import training_pipeline
+
+    path = tmp_path / "training_pipeline.yaml"
+    compiler.Compiler().compile(training_pipeline, str(path))
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    spec = docs[0]
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"fetch-dataset", "train-model", "evaluate-model", "register-model"}
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {
+        "dvc_md5",
+        "config_json",
+        "lineage_json",
+    }
+    assert tasks["train-model"]["dependentTasks"] == ["fetch-dataset"]
+    # Typed artifacts between steps.
+    artifacts = spec["components"]["comp-train-model"]["outputDefinitions"]["artifacts"]
+    assert artifacts["model"]["artifactType"]["schemaTitle"] == "system.Model"
+    assert load_component_from_file(str(path)).name == "model-training"
+    # Secrets come from the cluster through kfp-kubernetes, on every step.
+    kubernetes = next(d for d in docs if "platforms" in d)["platforms"]["kubernetes"]
+    executors = kubernetes["deploymentSpec"]["executors"]
+    assert len(executors) == 4
+    assert all(e["secretAsEnv"][0]["secretName"] == "mlops-secrets" for e in executors.values())
+
+
+def test_pipeline_trains_registers_and_the_gate_moves_aliases(world):
+    settings, good = world
+    first = run_training(settings, CONFIG, good, LINEAGE)
+    assert first.metrics["model"]["roc_auc"] > 0.75
+    assert first.metrics["model"]["roc_auc"] >= first.metrics["baseline"]["roc_auc"] - 0.02
+
+    # Every lineage tag, on the run and on the registered version.
+    mlflow_client = client(settings)
+    version = mlflow_client.get_model_version(CONFIG.registered_model, first.model_version)
+    for tags in (version.tags, mlflow_client.get_run(first.mlflow_run_id).data.tags):
+        assert set(LINEAGE_TAGS) <= set(tags)
+        assert tags["dvc_md5"] == good and tags["feature_service"] == "churn_v1"
+        assert tags["kfp_run_id"] == first.kfp_run_id and tags["dagster_run_id"] == "test-run"
+    run = mlflow_client.get_run(first.mlflow_run_id)
+    assert run.data.params["param_max_iter"] == str(CONFIG.params.max_iter)
+    assert {
+        "model_test_roc_auc",
+        "model_test_pr_auc",
+        "model_test_f1",
+        "model_test_brier",
+        "model_test_ece",
+    } <= set(run.data.metrics)
+    import mlflow
+
+    info = mlflow.models.get_model_info(f"models:/{CONFIG.registered_model}/{first.model_version}")
+    assert (
+        info.signature is not None and "lifetime_value_usd" in info.signature.inputs.input_names()
+    )
+    assert info.saved_input_example_info is not None
+
+    decision = gate(settings, CONFIG, first.model_version, actor="test")
+    assert decision.outcome == CHAMPION
+    assert alias_version(mlflow_client, CONFIG.registered_model, CHAMPION) == first.model_version
+
+    # A model trained on shuffled labels is blocked and moves nothing.
+    rng = np.random.default_rng(0)
+    shuffled = _variant(
+        settings, "shuffled", lambda f: f.assign(churned=rng.permutation(f["churned"].to_numpy()))
+    )
+    bad = run_training(settings, CONFIG, shuffled, LINEAGE)
+    bad_decision = gate(settings, CONFIG, bad.model_version, actor="test")
+    assert bad_decision.outcome == "rejected"
+    assert "ROC AUC" in "; ".join(bad_decision.reasons)
+    assert alias_version(mlflow_client, CONFIG.registered_model, CHAMPION) == first.model_version
+    assert alias_version(mlflow_client, CONFIG.registered_model, CHALLENGER) is None
+
+    # A second good model becomes challenger; the champion stays.
+    _restore(settings, good)
+    second = run_training(settings, CONFIG, good, LINEAGE)
+    second_decision = gate(settings, CONFIG, second.model_version, actor="test")
+    assert second_decision.outcome == CHALLENGER
+    assert second_decision.champion_roc_auc_on_holdout is not None
+    assert alias_version(mlflow_client, CONFIG.registered_model, CHALLENGER) == second.model_version
+    assert alias_version(mlflow_client, CONFIG.registered_model, CHAMPION) == first.model_version
+
+    # The log answers "who served when".
+    events = history(settings, CONFIG.registered_model)
+    assert [(e["event"], e["outcome"]) for e in events] == [
+        ("gate", "champion"),
+        ("alias", "champion"),
+        ("gate", "rejected"),
+        ("gate", "challenger"),
+        ("alias", "challenger"),
+    ]
+    assert (
+        champion_at(settings, CONFIG.registered_model, dt.datetime.now(dt.UTC))
+        == first.model_version
+    )
+    assert (
+        champion_at(settings, CONFIG.registered_model, dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("unknown_version", "could not pull dataset"),
+        ("one_class", "single label class"),
+        ("missing_feature", "lacks features the service needs"),
+    ],
+)
+def test_bad_training_input_fails_and_leaves_the_registry_alone(world, case, message):
+    settings, good = world
+    before = _versions(settings)
+    champion = alias_version(client(settings), CONFIG.registered_model, CHAMPION)
+    if case == "unknown_version":
+        md5 = "0123456789abcdef0123456789abcdef.dir"
+    elif case == "one_class":
+        md5 = _variant(settings, case, lambda f: f.assign(churned=0))
+    else:
+        md5 = _variant(settings, case, lambda f: f.drop(columns=["order_count_30d"]))
+    try:
+        with pytest.raises(PipelineFailed) as err:
+            run_training(settings, CONFIG, md5, LINEAGE)
+        assert message in str(err.value)
+    finally:
+        _restore(settings, good)
+    assert _versions(settings) == before
+    assert alias_version(client(settings), CONFIG.registered_model, CHAMPION) == champion
+
+
+def test_candidate_asset_without_a_dataset_fails_readably(tmp_path, monkeypatch):
+    from mlops_assets.defs.training import defs as training_defs
+    from mlops_assets.defs.training.resources import TrainingResource
+
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MLOPS_DVC_ROOT", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = dg.materialize(
+            list(training_defs.assets),
+            selection=[dg.AssetKey(["models", "churn", "candidate"])],
+            resources={"training": TrainingResource()},
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+    finally:
+        get_settings.cache_clear()
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "no DVC version of dataset churn_v1" in failure.step_failure_data.error.message
