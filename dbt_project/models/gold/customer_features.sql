@@ -1,5 +1,7 @@
 -- Point-in-time customer features: one row per active customer per snapshot, computed only from
 -- events strictly before `event_timestamp`. Feast reads this table (event_timestamp is its clock).
+-- Float aggregates are rounded to 6 decimals: parallel aggregation adds in varying order, and the
+-- training sets built from this table must be bit-for-bit reproducible (same data, same DVC hash).
 with
 
 snapshots as (
@@ -24,16 +26,16 @@ order_window as (
         snapshots.as_of,
         orders.customer_id,
         max(orders.ordered_at) as last_order_at,
-        max(orders.cumulative_net_amount_usd) as lifetime_value_usd,
+        round(max(orders.cumulative_net_amount_usd), 6) as lifetime_value_usd,
         cast(max(orders.cumulative_order_count) as bigint) as order_count_lifetime,
         cast(sum(case when orders.ordered_at >= {{ dbt.dateadd('day', -30, 'snapshots.as_of') }} then 1 else 0 end) as bigint) as order_count_30d,
         cast(count(*) as bigint) as order_count_90d,
-        sum(case when orders.ordered_at >= {{ dbt.dateadd('day', -30, 'snapshots.as_of') }} then orders.net_amount_usd else 0 end) as spend_30d_usd,
-        sum(orders.net_amount_usd) as spend_90d_usd,
-        avg(orders.amount_usd) as avg_order_value_90d_usd,
-        avg(case when orders.has_discount then 1.0 else 0.0 end) as discount_order_share_90d,
-        avg(orders.discount_pct) as avg_discount_pct_90d,
-        avg(case when orders.order_status = 'returned' then 1.0 else 0.0 end) as return_share_90d
+        round(sum(case when orders.ordered_at >= {{ dbt.dateadd('day', -30, 'snapshots.as_of') }} then orders.net_amount_usd else 0 end), 6) as spend_30d_usd,
+        round(sum(orders.net_amount_usd), 6) as spend_90d_usd,
+        round(avg(orders.amount_usd), 6) as avg_order_value_90d_usd,
+        round(avg(case when orders.has_discount then 1.0 else 0.0 end), 6) as discount_order_share_90d,
+        round(avg(orders.discount_pct), 6) as avg_discount_pct_90d,
+        round(avg(case when orders.order_status = 'returned' then 1.0 else 0.0 end), 6) as return_share_90d
     from snapshots
     inner join orders
         on orders.ordered_at < snapshots.as_of
