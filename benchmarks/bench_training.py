@@ -37,9 +37,12 @@ def write_dataset(folder: Path, rows: int, seed: int = 0) -> None:
     frame = pd.DataFrame(
         {
             "customer_id": rng.integers(1, 10**6, rows),
-            "event_timestamp": pd.Timestamp("2025-03-01") + pd.to_timedelta(np.sort(rng.integers(0, 150, rows)), unit="D"),
+            "event_timestamp": pd.Timestamp("2025-03-01")
+            + pd.to_timedelta(np.sort(rng.integers(0, 150, rows)), unit="D"),
             "country_code": rng.choice(["US", "GB", "DE", "VN", "BR"], rows),
-            "acquisition_channel": rng.choice(["organic", "paid_search", "social", "referral"], rows),
+            "acquisition_channel": rng.choice(
+                ["organic", "paid_search", "social", "referral"], rows
+            ),
             "plan": rng.choice(["free", "basic", "premium"], rows),
             "tenure_days": rng.integers(0, 700, rows),
             "age_years": rng.integers(18, 80, rows),
@@ -82,7 +85,12 @@ def write_dataset(folder: Path, rows: int, seed: int = 0) -> None:
         ("test", frame["event_timestamp"] >= cut2),
     ):
         frame[mask].to_parquet(folder / f"{name}.parquet", index=False)
-    schema = {"entity": "customer_id", "timestamp": "event_timestamp", "label": "churned", "features": features}
+    schema = {
+        "entity": "customer_id",
+        "timestamp": "event_timestamp",
+        "label": "churned",
+        "features": features,
+    }
     (folder / "schema.json").write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
 
 
@@ -123,11 +131,21 @@ def main() -> None:
         md5 = commit_and_push(settings, "churn_v1").md5
         times, aucs = [], []
         for _ in range(args.repeats):
-            run = run_training(settings, config, md5, {"git_commit": "bench", "dagster_run_id": "bench"})
+            run = run_training(
+                settings, config, md5, {"git_commit": "bench", "dagster_run_id": "bench"}
+            )
             times.append(run.seconds)
             aucs.append(run.metrics["model"]["roc_auc"])
-        report[label] = {"rows": rows, "median_s": round(statistics.median(times), 1), "runs_s": [round(t, 1) for t in times], "test_roc_auc": round(aucs[-1], 4)}
-        print(f"{label}: {rows:,} rows, pipeline incl. registration median {statistics.median(times):.1f}s over {len(times)} run(s) (ROC AUC {aucs[-1]:.3f})", flush=True)
+        report[label] = {
+            "rows": rows,
+            "median_s": round(statistics.median(times), 1),
+            "runs_s": [round(t, 1) for t in times],
+            "test_roc_auc": round(aucs[-1], 4),
+        }
+        print(
+            f"{label}: {rows:,} rows, pipeline incl. registration median {statistics.median(times):.1f}s over {len(times)} run(s) (ROC AUC {aucs[-1]:.3f})",
+            flush=True,
+        )
     with (RESULTS / "training.jsonl").open("a") as f:
         f.write(json.dumps(report) + "\n")
     shutil.rmtree(root, ignore_errors=True)
