@@ -116,7 +116,7 @@ def main() -> None:
     from mlops_assets.features.bulk import bulk_materialize
     from mlops_assets.features.dataset import build_training_set
     from mlops_assets.features.online import OnlineFeatureReader
-    from mlops_assets.features.store import feature_store, repo_contents
+    from mlops_assets.features.store import apply_feature_repo, feature_store
     from mlops_assets.settings import get_settings
 
     get_settings.cache_clear()
@@ -125,15 +125,7 @@ def main() -> None:
     gold_table(args.customers, args.snapshots, settings.gold_dir / "customer_features.parquet")
 
     store = feature_store(settings)
-    rc = repo_contents()
-    objects = [
-        *rc.entities,
-        *rc.data_sources,
-        *rc.feature_views,
-        *rc.on_demand_feature_views,
-        *rc.feature_services,
-    ]
-    store.apply(objects)
+    apply_feature_repo(store)
     start = (LAST - pd.Timedelta(days=1)).to_pydatetime().replace(tzinfo=dt.UTC)
     end = (LAST + pd.Timedelta(days=1)).to_pydatetime().replace(tzinfo=dt.UTC)
 
@@ -152,16 +144,7 @@ def main() -> None:
     sub_settings = get_settings()
     gold_table(args.feast_customers, 1, sub_settings.gold_dir / "customer_features.parquet")
     sub_store = feature_store(sub_settings)
-    rc = repo_contents()
-    sub_store.apply(
-        [
-            *rc.entities,
-            *rc.data_sources,
-            *rc.feature_views,
-            *rc.on_demand_feature_views,
-            *rc.feature_services,
-        ]
-    )
+    apply_feature_repo(sub_store)
     started = time.perf_counter()
     sub_store.materialize(start, end)
     feast_s = time.perf_counter() - started
@@ -238,7 +221,7 @@ def redis_figures(args, settings, start, end, now) -> dict | str:
     from feast.repo_config import RepoConfig
 
     from mlops_assets.features.online import OnlineFeatureReader
-    from mlops_assets.features.store import FEATURE_REPO, repo_contents
+    from mlops_assets.features.store import FEATURE_REPO, apply_feature_repo
 
     sub = RESULTS / "features_redis"
     shutil.rmtree(sub, ignore_errors=True)
@@ -258,16 +241,7 @@ def redis_figures(args, settings, start, end, now) -> dict | str:
             repo_path=FEATURE_REPO,
         )
     )
-    rc = repo_contents()
-    store.apply(
-        [
-            *rc.entities,
-            *rc.data_sources,
-            *rc.feature_views,
-            *rc.on_demand_feature_views,
-            *rc.feature_services,
-        ]
-    )
+    apply_feature_repo(store)
     try:
         started = time.perf_counter()
         store.materialize(start, end)

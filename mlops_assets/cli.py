@@ -193,6 +193,24 @@ def pipeline_compile(
     _echo("pipeline", f"compiled to {out}")
 
 
+@app.command()
+def sql(
+    query: str = typer.Argument(None, help="A Trino SQL query (or use --file)."),
+    file: Path = typer.Option(None, "--file", "-f", help="A .sql file with one Trino SQL query."),
+) -> None:
+    """Run analyst SQL (Trino dialect): on Trino in prod, on DuckDB over the same Iceberg tables here."""
+    from mlops_assets.serving.analytics import QueryError, run_sql
+
+    if (query is None) == (file is None):
+        raise typer.Exit(_fail("give a query or --file, not both"))
+    text = file.read_text() if file else query
+    try:
+        frame = run_sql(get_settings(), text)
+    except QueryError as err:
+        raise typer.Exit(_fail(str(err))) from None
+    typer.echo(frame.to_string(index=False))
+
+
 def _summarize_gold() -> None:
     import duckdb
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from mlops_assets.defs import automation, dbt, features, landing, training
+from mlops_assets.defs import automation, dbt, features, landing, serving, training
 from mlops_assets.defs.executors import executor_for
 from mlops_assets.settings import get_environment
 
@@ -11,6 +11,7 @@ defs = dg.Definitions.merge(
     dbt.defs,
     features.defs,
     training.defs,
+    serving.defs,
     automation.defs,
     dg.Definitions(executor=executor_for(get_environment())),
 )

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     mlflow_artifact_root: str | None = None
     # The promotion decision log (SQLAlchemy URL); default: SQLite beside the MLflow database.
     decisions_db_url: str | None = None
+    # Iceberg REST catalog (prod); the embedded profile uses pyiceberg's SQL catalog in data/iceberg.
+    iceberg_rest_uri: str = "http://iceberg-rest:8181"
+    iceberg_warehouse: str = "s3://mlops-lake/warehouse"
     # Kubeflow Pipelines endpoint (prod); the embedded profile runs pipelines with kfp.local.
     kfp_host: str | None = None
 

@@ -28,6 +28,7 @@ EXPECTED_ASSETS = {
     "datasets/churn_v1": "features",
     "models/churn/candidate": "training",
     "models/churn/promotion": "training",
+    "predictions/churn/daily": "serving",
 }
 
 

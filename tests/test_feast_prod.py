@@ -10,7 +10,7 @@ from feast import FeatureStore
 from feast.repo_config import RepoConfig, load_repo_config
 
 from mlops_assets.features.online import OnlineFeatureReader
-from mlops_assets.features.store import FEATURE_REPO, repo_contents
+from mlops_assets.features.store import FEATURE_REPO, apply_feature_repo
 from mlops_assets.settings import get_settings
 from tests.conftest import REDIS_HOST, REDIS_PORT, require_service
 
@@ -102,16 +102,7 @@ def test_redis_online_store_serves_what_was_materialized(tmp_path, monkeypatch):
             repo_path=FEATURE_REPO,
         )
     )
-    rc = repo_contents()
-    store.apply(
-        [
-            *rc.entities,
-            *rc.data_sources,
-            *rc.feature_views,
-            *rc.on_demand_feature_views,
-            *rc.feature_services,
-        ]
-    )
+    apply_feature_repo(store)
     try:
         start = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
         store.materialize(start, start + dt.timedelta(days=14))

@@ -22,26 +22,13 @@ from mlops_assets.features.dataset import (
     service_features,
 )
 from mlops_assets.features.online import OnlineFeatureReader
-from mlops_assets.features.store import feature_store, repo_contents
+from mlops_assets.features.store import apply_feature_repo, feature_store, repo_contents
 from mlops_assets.settings import get_settings
 
 pytestmark = pytest.mark.slow
 DAYS = 120
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 END = START + dt.timedelta(days=DAYS)
-
-
-def apply_repo(store) -> None:
-    rc = repo_contents()
-    store.apply(
-        [
-            *rc.entities,
-            *rc.data_sources,
-            *rc.feature_views,
-            *rc.on_demand_feature_views,
-            *rc.feature_services,
-        ]
-    )
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +60,7 @@ def shop(tmp_path_factory):
         )
         assert proc.returncode == 0, proc.stdout[-3000:]
         store = feature_store(settings)
-        apply_repo(store)
+        apply_feature_repo(store)
         yield settings, store
     get_settings.cache_clear()
 
@@ -208,11 +195,11 @@ def test_an_older_event_never_overwrites_a_newer_one(shop):
 def test_bulk_materialization_writes_exactly_what_feast_writes(shop):
     settings, store = shop
     store.teardown()
-    apply_repo(store)
+    apply_feature_repo(store)
     store.materialize(start_date=START, end_date=END)
     through_feast = online_rows(settings)
     store.teardown()
-    apply_repo(store)
+    apply_feature_repo(store)
     written = bulk_materialize(store, START, END)
     assert set(written) == {"customer_profile", "customer_orders", "customer_support"}
     assert online_rows(settings) == through_feast

@@ -15,7 +15,7 @@ import yaml
 from mlops_assets.datagen.landing import land_day
 from mlops_assets.defs.dbt.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from mlops_assets.features.dataset import build_training_set, load_labels
-from mlops_assets.features.store import feature_store, repo_contents
+from mlops_assets.features.store import apply_feature_repo, feature_store
 from mlops_assets.features.versioning import commit_and_push
 from mlops_assets.models.config import model_configs
 from mlops_assets.models.pipeline_runner import PipelineFailed, run_training
@@ -64,16 +64,7 @@ def world(tmp_path_factory):
         )
         assert proc.returncode == 0, proc.stdout[-2000:]
         store = feature_store(settings)
-        rc = repo_contents()
-        store.apply(
-            [
-                *rc.entities,
-                *rc.data_sources,
-                *rc.feature_views,
-                *rc.on_demand_feature_views,
-                *rc.feature_services,
-            ]
-        )
+        apply_feature_repo(store)
         build_training_set(
             store, "churn_v1", load_labels(settings), settings.datasets_dir / "churn_v1"
         )

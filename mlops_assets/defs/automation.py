@@ -18,4 +18,18 @@ daily_lakehouse_schedule = dg.build_schedule_from_partitioned_job(
     daily_lakehouse_job, hour_of_day=1, minute_of_hour=0, name="daily_lakehouse_schedule"
 )
 
-defs = dg.Definitions(jobs=[daily_lakehouse_job], schedules=[daily_lakehouse_schedule])
+# Score yesterday's active customers with the champion once the lakehouse is fresh.
+daily_scoring_job = dg.define_asset_job(
+    name="daily_scoring_job",
+    selection=dg.AssetSelection.groups("serving"),
+    partitions_def=daily_partitions,
+    description="Batch predictions of every model for one day, into Iceberg.",
+)
+daily_scoring_schedule = dg.build_schedule_from_partitioned_job(
+    daily_scoring_job, hour_of_day=3, minute_of_hour=0, name="daily_scoring_schedule"
+)
+
+defs = dg.Definitions(
+    jobs=[daily_lakehouse_job, daily_scoring_job],
+    schedules=[daily_lakehouse_schedule, daily_scoring_schedule],
+)

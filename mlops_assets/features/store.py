@@ -106,3 +106,21 @@ def source_rows_between(settings: Settings, start: dt.datetime, end: dt.datetime
     # Gold timestamps are naive UTC.
     naive = [t.astimezone(dt.UTC).replace(tzinfo=None).isoformat() for t in (start, end)]
     return duckdb.execute(query, naive).fetchone()[0]
+
+
+def repo_objects(contents: RepoContents) -> list:
+    """Everything `feast apply` would apply from a parsed repo."""
+    return [
+        *contents.entities,
+        *contents.data_sources,
+        *contents.feature_views,
+        *contents.on_demand_feature_views,
+        *contents.feature_services,
+    ]
+
+
+def apply_feature_repo(store: FeatureStore) -> RepoContents:
+    """`feast apply` of feature_repo/ onto `store` (registry objects and online tables)."""
+    contents = repo_contents()
+    store.apply(repo_objects(contents))
+    return contents

@@ -34,6 +34,43 @@ class Thresholds(BaseModel):
     max_regression_vs_champion: float = Field(0.01, ge=0, le=1)
 
 
+class RiskBand(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    min_score: float = Field(ge=0, le=1)
+
+
+class RuleOverride(BaseModel):
+    """Raise the band of rows matching every condition to at least `at_least`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    when: dict[str, list[str]] = {}
+    min_values: dict[str, float] = {}
+    at_least: str
+
+
+class LabelEngineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bands: list[RiskBand] = [
+        RiskBand(name="low", min_score=0.0),
+        RiskBand(name="medium", min_score=0.3),
+        RiskBand(name="high", min_score=0.6),
+        RiskBand(name="critical", min_score=0.85),
+    ]
+    overrides: list[RuleOverride] = []
+
+    def band_rank(self, name: str) -> int:
+        ordered = sorted(self.bands, key=lambda b: b.min_score)
+        for rank, band in enumerate(ordered):
+            if band.name == name:
+                return rank
+        raise ValueError(f"unknown risk band {name!r}; bands are {[b.name for b in ordered]}")
+
+
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -45,6 +82,7 @@ class ModelConfig(BaseModel):
     params: GradientBoostingParams = GradientBoostingParams()
     decision_threshold: float = Field(0.5, gt=0, lt=1)
     thresholds: Thresholds = Thresholds()
+    label_engine: LabelEngineConfig = LabelEngineConfig()
     retrain_cron: str = "0 2 * * 0"
 
 

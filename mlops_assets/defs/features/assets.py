@@ -24,20 +24,13 @@ SERVICE = "churn_v1"
 def feast_registry(context: dg.AssetExecutionContext, feature_store: FeatureStoreResource):
     from feast.errors import FeastError
 
-    from mlops_assets.features.store import repo_contents
+    from mlops_assets.features.store import repo_contents, repo_objects
 
     store = feature_store.store()
     contents = repo_contents()
     try:
         registry_diff, infra_diff, _ = store.plan(contents)
-        objects = [
-            *contents.entities,
-            *contents.data_sources,
-            *contents.feature_views,
-            *contents.on_demand_feature_views,
-            *contents.feature_services,
-        ]
-        store.apply(objects)
+        store.apply(repo_objects(contents))
     except (FeastError, ValueError) as err:
         # e.g. a feature service naming a feature no view has: a user mistake, said plainly.
         raise dg.Failure(f"feast plan/apply rejected feature_repo/: {err}") from None

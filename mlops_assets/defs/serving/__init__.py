@@ -1,0 +1,9 @@
+"""Serving: daily batch predictions into Iceberg, one asset per model config."""
+
+import dagster as dg
+
+from mlops_assets.defs.serving.assets import build_batch_prediction_asset
+from mlops_assets.models.config import model_configs
+
+# Uses the `training` resource (MLflow registry, settings) that the training domain provides.
+defs = dg.Definitions(assets=[build_batch_prediction_asset(c) for c in model_configs().values()])

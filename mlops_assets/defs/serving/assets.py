@@ -1,0 +1,56 @@
+import dagster as dg
+
+from mlops_assets.defs.landing.assets import partition_days
+from mlops_assets.defs.landing.partitions import daily_partitions
+from mlops_assets.defs.training.resources import TrainingResource
+from mlops_assets.models.config import ModelConfig
+
+
+def build_batch_prediction_asset(config: ModelConfig) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["predictions", config.name, "daily"],
+        deps=[
+            dg.AssetKey(["models", config.name, "promotion"]),
+            dg.AssetKey(["warehouse", "gold", "customer_features"]),
+            dg.AssetKey(["feast", "registry"]),
+        ],
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name="serving",
+        kinds={"iceberg", "mlflow"},
+        description=(
+            f"Daily {config.name} predictions for every active customer by the champion, with the label "
+            f"engine's risk band, in the Iceberg table predictions.{config.name}_daily (partitioned by "
+            "prediction_date; re-running a day replaces it)."
+        ),
+    )
+    def batch_predictions(context: dg.AssetExecutionContext, training: TrainingResource):
+        from mlops_assets.features.store import feature_store
+        from mlops_assets.serving.batch import ScoringError, score_day
+
+        days = partition_days(context)
+        if not days:
+            raise dg.Failure("batch predictions are daily-partitioned: pick a day or a range")
+        settings = training.settings()
+        store = feature_store(settings)
+        totals = {"rows": 0}
+        for day in days:
+            try:
+                result = score_day(settings, config, store, day)
+            except ScoringError as err:
+                raise dg.Failure(f"scoring {day} failed: {err}") from None
+            totals["rows"] += result["rows"]
+            context.log.info(f"{day}: {result['rows']} predictions by v{result['model_version']}")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": totals["rows"],
+                "days": len(days),
+                "model_version": result["model_version"],
+                "last_day_mean_score": round(result["mean_score"], 4),
+                "last_day_risk_bands": str(result["risk_bands"]),
+                "table": result["table"],
+                "iceberg_snapshot_id": str(result["snapshot_id"]),
+            }
+        )
+
+    return batch_predictions

@@ -1,0 +1,210 @@
+"""Batch predictions into Iceberg (real pyiceberg SQL catalog) and analyst SQL in Trino's dialect
+on DuckDB's Iceberg extension, over a small generated shop with a real MLflow champion."""
+
+import datetime as dt
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_assets.datagen.landing import land_day
+from mlops_assets.defs.dbt.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
+from mlops_assets.features.dataset import build_training_set, historical_features, load_labels
+from mlops_assets.features.store import apply_feature_repo, feature_store
+from mlops_assets.models.config import model_configs
+from mlops_assets.models.promotion import set_alias
+from mlops_assets.models.registry import CHAMPION, log_and_register
+from mlops_assets.models.training import build_estimator, dataset_schema, feature_frame, read_split
+from mlops_assets.serving.analytics import QueryError, run_sql
+from mlops_assets.serving.batch import offline_features, score_day
+from mlops_assets.serving.iceberg import catalog
+from mlops_assets.serving.label_engine import apply_rules
+from mlops_assets.settings import PROJECT_ROOT, get_settings
+
+pytestmark = pytest.mark.slow
+CONFIG = model_configs()["churn"]
+DAY = dt.date(2025, 5, 20)
+QUERIES = PROJECT_ROOT / "analytics"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOPS_DATA_DIR", str(root / "data"))
+        mp.setenv("MLOPS_DVC_ROOT", str(root))
+        mp.setenv("MLOPS_N_CUSTOMERS", "3000")
+        mp.delenv("MLOPS_LANDING_URI", raising=False)
+        get_settings.cache_clear()
+        settings = get_settings()
+        cfg = settings.world_config()
+        for i in range(150):
+            land_day(cfg, settings.landing, cfg.start_date + dt.timedelta(days=i))
+        settings.export_dbt_env()
+        proc = subprocess.run(
+            [DBT_EXECUTABLE, "build", "--target", "local", "--exclude", "resource_type:test"],
+            cwd=DBT_PROJECT_DIR,
+            env={
+                **os.environ,
+                "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+                "DBT_TARGET_PATH": str(root / "dbt_target"),
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        store = feature_store(settings)
+        apply_feature_repo(store)
+        folder = root / "dataset"
+        build_training_set(store, "churn_v1", load_labels(settings), folder)
+        train = read_split(folder, "train")
+        X = feature_frame(train, dataset_schema(folder)["features"])
+        model = build_estimator(CONFIG, X).fit(X, train[CONFIG.label])
+        lineage = {
+            "dvc_md5": "x.dir",
+            "feature_service": "churn_v1",
+            "git_commit": "0",
+            "kfp_run_id": "k",
+            "dagster_run_id": "d",
+        }
+        _, version = log_and_register(
+            model, X.head(3), CONFIG, {"model": {"roc_auc": 0.9}}, lineage, settings
+        )
+        set_alias(
+            settings, CONFIG.registered_model, CHAMPION, version, actor="test", reason="fixture"
+        )
+        yield settings, store, version
+    get_settings.cache_clear()
+
+
+def _table(settings) -> pd.DataFrame:
+    return catalog(settings).load_table("predictions.churn_daily").scan().to_pandas()
+
+
+def test_offline_features_equal_feasts_point_in_time_join(served):
+    _, store, _ = served
+    as_of = dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    fast = offline_features(store, "churn_v1", as_of).frame.set_index("customer_id")
+    assert len(fast) > 500
+    sample = fast.sample(200, random_state=0).index
+    labels = pd.DataFrame({"customer_id": sample, "event_timestamp": as_of, "churned": 0})
+    feast = historical_features(store, "churn_v1", labels).set_index("customer_id")
+    for column in (
+        "lifetime_value_usd",
+        "order_count_30d",
+        "plan",
+        "open_ticket_count",
+        "days_since_last_order_now",
+    ):
+        left, right = fast.loc[sample, column], feast.loc[sample, column]
+        if left.dtype.kind == "f":
+            np.testing.assert_allclose(left.to_numpy(float), right.to_numpy(float), rtol=1e-9)
+        else:
+            assert (left.to_numpy() == right.to_numpy()).all(), column
+
+
+def test_a_day_is_scored_once_and_a_rerun_replaces_it(served):
+    settings, _, version = served
+    first = score_day(settings, CONFIG, feature_store(settings), DAY)
+    score_day(settings, CONFIG, feature_store(settings), DAY + dt.timedelta(days=1))
+    again = score_day(settings, CONFIG, feature_store(settings), DAY)
+    table = _table(settings)
+    day = table[table["prediction_date"] == DAY]
+    assert len(day) == first["rows"] == again["rows"]
+    assert day["prediction_id"].is_unique and table["prediction_id"].is_unique
+    assert set(day["model_version"]) == {version}
+    assert day["actual"].isna().all()
+    assert ((day["confidence"] >= 0.5) & (day["confidence"] <= 1)).all()
+    assert set(day["risk_band"]) <= {"low", "medium", "high", "critical"}
+    # The partition spec is the day: analysts prune by prediction_date.
+    spec = catalog(settings).load_table("predictions.churn_daily").spec()
+    assert [f.name for f in spec.fields] == ["prediction_date"]
+
+
+def test_analyst_queries_match_pandas(served):
+    settings, store, _ = served
+    for offset in range(3):
+        score_day(settings, CONFIG, store, DAY + dt.timedelta(days=offset))
+    data = _table(settings)
+
+    volume = run_sql(settings, (QUERIES / "daily_volume.sql").read_text())
+    expected = data.groupby("prediction_date").agg(
+        predictions=("score", "size"), mean_score=("score", "mean")
+    )
+    assert volume["predictions"].tolist() == expected["predictions"].tolist()
+    np.testing.assert_allclose(volume["mean_score"], expected["mean_score"].round(6), atol=1e-6)
+
+    deciles = run_sql(settings, (QUERIES / "score_distribution.sql").read_text())
+    expected = (
+        data.assign(d=np.floor(data["score"] * 10).astype(int))
+        .groupby(["model_version", "d"])
+        .size()
+    )
+    assert deciles["predictions"].tolist() == expected.tolist()
+
+    bands = run_sql(settings, (QUERIES / "risk_bands.sql").read_text())
+    expected = data.groupby(["prediction_date", "risk_band"]).agg(
+        customers=("score", "size"), raised=("rule", lambda r: int((r != "score").sum()))
+    )
+    assert bands["customers"].tolist() == expected["customers"].tolist()
+    assert bands["raised_by_override"].astype(int).tolist() == expected["raised"].tolist()
+
+
+def test_bad_sql_is_a_clear_error(served):
+    settings, _, _ = served
+    with pytest.raises(QueryError, match="query failed"):
+        run_sql(settings, "SELECT no_such_column FROM iceberg.predictions.churn_daily")
+    with pytest.raises(QueryError, match="expected one statement"):
+        run_sql(settings, "SELECT 1; SELECT 2")
+
+
+def test_label_engine_bands_and_overrides():
+    rules = CONFIG.label_engine
+    features = pd.DataFrame(
+        {
+            "plan": ["free", "premium", "premium", "basic", "free"],
+            "open_ticket_count": [0, 2, 0, 0, 0],
+            "segment": ["loyal", "loyal", "loyal", "new", "loyal"],
+        }
+    )
+    scores = np.array([0.1, 0.1, 0.1, 0.1, 0.9])
+    out = apply_rules(scores, features, rules, threshold=0.5)
+    assert out["risk_band"].tolist() == ["low", "high", "low", "medium", "critical"]
+    assert out["rule"].tolist() == [
+        "score",
+        "override:premium_with_open_tickets",
+        "score",
+        "override:new_customer_watch",
+        "score",
+    ]
+    assert out["prediction"].tolist() == [0, 0, 0, 0, 1]
+
+
+def test_mlops_sql_cli_runs_a_file(served):
+    settings, _, _ = served
+    proc = subprocess.run(
+        [
+            str(Path(os.sys.executable).parent / "mlops"),
+            "sql",
+            "--file",
+            str(QUERIES / "daily_volume.sql"),
+        ],
+        env={**os.environ, "MLOPS_DATA_DIR": str(settings.data_dir)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "prediction_date" in proc.stdout and str(DAY) in proc.stdout
+    bad = subprocess.run(
+        [str(Path(os.sys.executable).parent / "mlops"), "sql", "SELEC nonsense"],
+        env={**os.environ, "MLOPS_DATA_DIR": str(settings.data_dir)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1 and "error:" in bad.stderr and "Traceback" not in bad.stderr
