@@ -130,6 +130,15 @@ def demo(
     _echo("training", "KFP training pipeline (kfp.local), MLflow registration, promotion gate")
     _echo("training", f"run {run_job('retrain_churn')} succeeded")
     _summarize_training()
+    last = settings.start_date + dt.timedelta(days=n_days - 1)
+    first = last - dt.timedelta(days=6)
+    _echo("scoring", f"batch predictions by the champion for {first} .. {last} into Iceberg")
+    scoring_tags = {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": last.isoformat(),
+    }
+    _echo("scoring", f"run {run_job('daily_scoring_job', scoring_tags)} succeeded")
+    _summarize_predictions()
     _echo(
         "done",
         f"in {time.perf_counter() - started:.1f}s. Open the UI with `make dev` (http://127.0.0.1:3000).",
@@ -295,6 +304,18 @@ def _summarize_training() -> None:
         "registry",
         f"MLflow: {tracking_uri(settings)} (view with: mlflow ui --backend-store-uri <that>)",
     )
+
+
+def _summarize_predictions() -> None:
+    from mlops_assets.serving.analytics import run_sql
+
+    query = PROJECT_ROOT / "analytics" / "daily_volume.sql"
+    frame = run_sql(get_settings(), query.read_text())
+    _echo(
+        "sql",
+        f"mlops sql --file {query.relative_to(PROJECT_ROOT)}  (Trino SQL, here on DuckDB + Iceberg)",
+    )
+    typer.echo(frame.tail(7).to_string(index=False))
 
 
 if __name__ == "__main__":

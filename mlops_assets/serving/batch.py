@@ -166,9 +166,14 @@ def score(
 
 def write_day(table: Any, day: dt.date, rows: pa.Table) -> None:
     """Replace the day's partition in one commit (a re-run never duplicates)."""
+    import warnings
+
     from pyiceberg.expressions import EqualTo
 
-    table.overwrite(rows, overwrite_filter=EqualTo("prediction_date", day))
+    with warnings.catch_warnings():
+        # A first run of a day has nothing to replace; pyiceberg warns about that.
+        warnings.filterwarnings("ignore", "Delete operation did not match any records")
+        table.overwrite(rows, overwrite_filter=EqualTo("prediction_date", day))
 
 
 def score_day(
