@@ -31,7 +31,9 @@ def train_model(
     baseline: Output[Model],
     metrics: Output[Metrics],
 ):
-    """The configured model and a simple baseline, fit on train (validation for early stopping)."""
+    """Tune the configured model on train -> validation, refit the winner (and a logistic
+    baseline) on train + validation. Validation metrics come from the fits that never saw it."""
+    import json
     from pathlib import Path
 
     import joblib
@@ -45,27 +47,37 @@ def train_model(
         evaluate,
         feature_frame,
         read_split,
+        tune,
     )
 
     config = ModelConfig.model_validate_json(config_json)
     folder = Path(dataset.path)
     features = dataset_schema(folder)["features"]
-    train = pd.concat([read_split(folder, "train"), read_split(folder, "validation")])
-    validation = read_split(folder, "validation")
+    train, validation = read_split(folder, "train"), read_split(folder, "validation")
     check_labels(train[config.label], "train")
     check_labels(validation[config.label], "validation")
-    X = feature_frame(train, features)
-    Path(model.path).mkdir(parents=True, exist_ok=True)
-    Path(baseline.path).mkdir(parents=True, exist_ok=True)
+    tuned, trials = tune(config, train, validation, features)
+    metrics.log_metric("tuning_candidates", len(trials))
+    metrics.log_metric("model_validation_roc_auc", max(t["validation_roc_auc"] for t in trials))
+    X_val = feature_frame(validation, features)
+    base = build_estimator(tuned, feature_frame(train, features), "baseline")
+    base.fit(feature_frame(train, features), train[config.label])
+    for name, value in evaluate(
+        validation[config.label].to_numpy(),
+        base.predict_proba(X_val)[:, 1],
+        config.decision_threshold,
+    ).items():
+        metrics.log_metric(f"baseline_validation_{name}", value)
+
+    full = pd.concat([train, validation])
+    X = feature_frame(full, features)
     for kind, artifact in (("model", model), ("baseline", baseline)):
-        estimator = build_estimator(config, X, kind).fit(X, train[config.label])
+        Path(artifact.path).mkdir(parents=True, exist_ok=True)
+        estimator = build_estimator(tuned, X, kind).fit(X, full[config.label])
         joblib.dump(estimator, Path(artifact.path) / "model.joblib")
-        scores = estimator.predict_proba(feature_frame(validation, features))[:, 1]
-        for name, value in evaluate(
-            validation[config.label].to_numpy(), scores, config.decision_threshold
-        ).items():
-            metrics.log_metric(f"{kind}_validation_{name}", value)
     model.metadata["algorithm"] = config.algorithm
+    model.metadata["params_json"] = tuned.params.model_dump_json()
+    model.metadata["tuning_trials_json"] = json.dumps(trials)
 
 
 @dsl.component(base_image=BASE_IMAGE)
@@ -145,6 +157,13 @@ def register_model(
     from mlops_assets.models.training import dataset_schema, feature_frame, read_split
 
     config = ModelConfig.model_validate_json(config_json)
+    # The hyperparameters the tuning step chose, so the registry records what was trained.
+    if "params_json" in model.metadata:
+        config = config.model_copy(
+            update={
+                "params": type(config.params).model_validate_json(model.metadata["params_json"])
+            }
+        )
     folder = Path(dataset.path)
     example = feature_frame(read_split(folder, "test").head(5), dataset_schema(folder)["features"])
     lineage = {**json.loads(lineage_json), "kfp_run_id": kfp_run_id}
@@ -154,6 +173,7 @@ def register_model(
         config=config,
         metrics=json.loads(metrics_json),
         lineage=lineage,
+        documents={"tuning.json": json.loads(model.metadata.get("tuning_trials_json", "[]"))},
     )
     out = namedtuple("Registration", ["mlflow_run_id", "model_version"])
     return out(run_id, version)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import dagster as dg
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -140,6 +141,12 @@ def test_pipeline_trains_registers_and_the_gate_moves_aliases(world):
         assert tags["kfp_run_id"] == first.kfp_run_id and tags["dagster_run_id"] == "test-run"
     run = mlflow_client.get_run(first.mlflow_run_id)
     assert run.data.params["param_max_iter"] == str(CONFIG.params.max_iter)
+    # The tuning grid was searched and the registry records the winner's settings.
+    trials = mlflow.artifacts.load_dict(f"runs:/{first.mlflow_run_id}/tuning.json")
+    assert len(trials) == 6
+    best = max(trials, key=lambda t: t["validation_roc_auc"])["params"]
+    assert run.data.params["param_max_leaf_nodes"] == str(best["max_leaf_nodes"])
+    assert run.data.params["param_learning_rate"] == str(best["learning_rate"])
     assert {
         "model_test_roc_auc",
         "model_test_pr_auc",
@@ -147,8 +154,6 @@ def test_pipeline_trains_registers_and_the_gate_moves_aliases(world):
         "model_test_brier",
         "model_test_ece",
     } <= set(run.data.metrics)
-    import mlflow
-
     info = mlflow.models.get_model_info(f"models:/{CONFIG.registered_model}/{first.model_version}")
     assert (
         info.signature is not None and "lifetime_value_usd" in info.signature.inputs.input_names()
@@ -247,3 +252,15 @@ def test_candidate_asset_without_a_dataset_fails_readably(tmp_path, monkeypatch)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "no DVC version of dataset churn_v1" in failure.step_failure_data.error.message
+
+
+def test_prod_runner_needs_a_kfp_endpoint(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLOPS_ENV", "prod")
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MLOPS_KFP_HOST", raising=False)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(PipelineFailed, match="MLOPS_KFP_HOST is not set"):
+            run_training(get_settings(), CONFIG, "abc.dir", LINEAGE)
+    finally:
+        get_settings.cache_clear()

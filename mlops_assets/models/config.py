@@ -25,6 +25,29 @@ class GradientBoostingParams(BaseModel):
     early_stopping: bool = True
 
 
+class Tuning(BaseModel):
+    """A small grid searched on the validation split (ROC AUC); the best settings are refit on
+    train + validation. Each list overrides the same field of `params`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: list[float] = []
+    max_leaf_nodes: list[int] = []
+    min_samples_leaf: list[int] = []
+    max_candidates: int = Field(6, ge=1)
+
+    def candidates(self, base: GradientBoostingParams) -> list[GradientBoostingParams]:
+        import itertools
+
+        grid = {k: v for k, v in self.model_dump().items() if k != "max_candidates" and v}
+        if not grid:
+            return [base]
+        combos = itertools.product(*grid.values())
+        return [base.model_copy(update=dict(zip(grid, combo, strict=True))) for combo in combos][
+            : self.max_candidates
+        ]
+
+
 class Thresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,6 +103,7 @@ class ModelConfig(BaseModel):
     label: str = "churned"
     algorithm: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
     params: GradientBoostingParams = GradientBoostingParams()
+    tuning: Tuning = Tuning()
     decision_threshold: float = Field(0.5, gt=0, lt=1)
     thresholds: Thresholds = Thresholds()
     label_engine: LabelEngineConfig = LabelEngineConfig()

@@ -65,6 +65,7 @@ def log_and_register(
     metrics: dict[str, dict[str, float]],
     lineage: dict[str, str],
     settings: Settings | None = None,
+    documents: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
     """One MLflow run with params, metrics, the model (signature, input example) and lineage tags;
     registers a new version of the config's model. Returns (run id, version)."""
@@ -89,6 +90,8 @@ def log_and_register(
         for kind, values in metrics.items():
             mlflow.log_metrics({f"{kind}_test_{k}": v for k, v in values.items()})
         mlflow.set_tags(tags)
+        for name, document in (documents or {}).items():
+            mlflow.log_dict(document, name)  # e.g. the tuning trials
         scores = estimator.predict_proba(input_example)[:, 1]
         info = mlflow.sklearn.log_model(
             estimator,

@@ -86,6 +86,24 @@ def build_estimator(config: ModelConfig, frame: pd.DataFrame, kind: str = "model
     return Pipeline([("pre", pre), ("clf", clf)])
 
 
+def tune(
+    config: ModelConfig, train: pd.DataFrame, validation: pd.DataFrame, features: list[str]
+) -> tuple[ModelConfig, list[dict]]:
+    """Pick the tuning grid's best parameters by validation ROC AUC; returns the config to refit
+    with and every candidate's score."""
+    from sklearn.metrics import roc_auc_score
+
+    X_train, X_val = feature_frame(train, features), feature_frame(validation, features)
+    trials = []
+    for params in config.tuning.candidates(config.params):
+        candidate = config.model_copy(update={"params": params})
+        model = build_estimator(candidate, X_train).fit(X_train, train[config.label])
+        auc = float(roc_auc_score(validation[config.label], model.predict_proba(X_val)[:, 1]))
+        trials.append({"params": params.model_dump(), "validation_roc_auc": auc})
+    best = max(trials, key=lambda t: t["validation_roc_auc"])
+    return config.model_copy(update={"params": type(config.params)(**best["params"])}), trials
+
+
 def check_labels(y: pd.Series, split: str) -> None:
     classes = sorted(set(y.dropna().unique().tolist()))
     if len(classes) < 2:
