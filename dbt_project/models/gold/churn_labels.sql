@@ -51,4 +51,6 @@ final as (
         and future_orders.event_timestamp = labelable.event_timestamp
 )
 
+-- Sorted, so the Parquet files are byte-identical from run to run.
 select * from final
+order by customer_id, event_timestamp

@@ -107,4 +107,6 @@ final as (
     from joined
 )
 
+-- Sorted, so the Parquet files are byte-identical from run to run.
 select * from final
+order by customer_id, event_timestamp
