@@ -72,3 +72,42 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 @pytest.fixture
 def settings(data_dir: Path) -> Settings:
     return get_settings()
+
+
+def build_shop(
+    settings: Settings, days: int, run_dbt_tests: bool = False, target_path: Path | None = None
+):
+    """Land `days` of the configured world, `dbt build` it on DuckDB and apply the Feast repo;
+    returns the feature store. Used by the module fixtures of the slower suites."""
+    import datetime as dt
+    import subprocess
+
+    from mlops_assets.datagen.landing import land_day
+    from mlops_assets.defs.dbt.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
+    from mlops_assets.features.store import apply_feature_repo, feature_store
+
+    cfg = settings.world_config()
+    for i in range(days):
+        land_day(cfg, settings.landing, cfg.start_date + dt.timedelta(days=i))
+    settings.export_dbt_env()
+    command = [DBT_EXECUTABLE, "build", "--target", "local"]
+    if not run_dbt_tests:
+        command += ["--exclude", "resource_type:test"]
+    target = target_path or settings.data_dir / "dbt_target"
+    proc = subprocess.run(
+        command,
+        cwd=DBT_PROJECT_DIR,
+        env={
+            **os.environ,
+            "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+            "DBT_TARGET_PATH": str(target),
+            "DBT_LOG_PATH": str(target / "logs"),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    store = feature_store(settings)
+    apply_feature_repo(store)
+    return store

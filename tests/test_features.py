@@ -2,17 +2,13 @@
 historical, idempotent and monotonic materialization, and the training set's refusals."""
 
 import datetime as dt
-import os
 import sqlite3
-import subprocess
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.datagen.landing import land_day
-from mlops_assets.defs.dbt.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from mlops_assets.features.bulk import bulk_materialize
 from mlops_assets.features.dataset import (
     DatasetError,
@@ -22,8 +18,9 @@ from mlops_assets.features.dataset import (
     service_features,
 )
 from mlops_assets.features.online import OnlineFeatureReader
-from mlops_assets.features.store import apply_feature_repo, feature_store, repo_contents
+from mlops_assets.features.store import apply_feature_repo, repo_contents
 from mlops_assets.settings import get_settings
+from tests.conftest import build_shop
 
 pytestmark = pytest.mark.slow
 DAYS = 120
@@ -41,26 +38,7 @@ def shop(tmp_path_factory):
         mp.delenv("MLOPS_LANDING_URI", raising=False)
         get_settings.cache_clear()
         settings = get_settings()
-        cfg = settings.world_config()
-        for i in range(DAYS):
-            land_day(cfg, settings.landing, cfg.start_date + dt.timedelta(days=i))
-        settings.export_dbt_env()
-        proc = subprocess.run(
-            [DBT_EXECUTABLE, "build", "--target", "local"],
-            cwd=DBT_PROJECT_DIR,
-            env={
-                **os.environ,
-                "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
-                "DBT_TARGET_PATH": str(root / "dbt_target"),
-                "DBT_LOG_PATH": str(root / "dbt_logs"),
-            },
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stdout[-3000:]
-        store = feature_store(settings)
-        apply_feature_repo(store)
+        store = build_shop(settings, days=DAYS, run_dbt_tests=True)
         yield settings, store
     get_settings.cache_clear()
 

@@ -10,10 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.datagen.landing import land_day
-from mlops_assets.defs.dbt.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from mlops_assets.features.dataset import build_training_set, historical_features, load_labels
-from mlops_assets.features.store import apply_feature_repo, feature_store
+from mlops_assets.features.store import feature_store
 from mlops_assets.models.config import model_configs
 from mlops_assets.models.promotion import set_alias
 from mlops_assets.models.registry import CHAMPION, log_and_register
@@ -23,6 +21,7 @@ from mlops_assets.serving.batch import offline_features, score_day
 from mlops_assets.serving.iceberg import catalog
 from mlops_assets.serving.label_engine import apply_rules
 from mlops_assets.settings import PROJECT_ROOT, get_settings
+from tests.conftest import build_shop
 
 pytestmark = pytest.mark.slow
 CONFIG = model_configs()["churn"]
@@ -40,25 +39,7 @@ def served(tmp_path_factory):
         mp.delenv("MLOPS_LANDING_URI", raising=False)
         get_settings.cache_clear()
         settings = get_settings()
-        cfg = settings.world_config()
-        for i in range(150):
-            land_day(cfg, settings.landing, cfg.start_date + dt.timedelta(days=i))
-        settings.export_dbt_env()
-        proc = subprocess.run(
-            [DBT_EXECUTABLE, "build", "--target", "local", "--exclude", "resource_type:test"],
-            cwd=DBT_PROJECT_DIR,
-            env={
-                **os.environ,
-                "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
-                "DBT_TARGET_PATH": str(root / "dbt_target"),
-            },
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stdout[-2000:]
-        store = feature_store(settings)
-        apply_feature_repo(store)
+        store = build_shop(settings, days=150)
         folder = root / "dataset"
         build_training_set(store, "churn_v1", load_labels(settings), folder)
         train = read_split(folder, "train")

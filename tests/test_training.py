@@ -2,7 +2,6 @@
 built from a small generated shop; the promotion gate and its decision log."""
 
 import datetime as dt
-import os
 import shutil
 import subprocess
 
@@ -13,16 +12,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_assets.datagen.landing import land_day
-from mlops_assets.defs.dbt.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from mlops_assets.features.dataset import build_training_set, load_labels
-from mlops_assets.features.store import apply_feature_repo, feature_store
 from mlops_assets.features.versioning import commit_and_push
 from mlops_assets.models.config import model_configs
 from mlops_assets.models.pipeline_runner import PipelineFailed, run_training
 from mlops_assets.models.promotion import champion_at, gate, history
 from mlops_assets.models.registry import CHALLENGER, CHAMPION, LINEAGE_TAGS, alias_version, client
 from mlops_assets.settings import PROJECT_ROOT, get_settings
+from tests.conftest import build_shop
 
 pytestmark = pytest.mark.slow
 CONFIG = model_configs()["churn"]
@@ -47,25 +44,7 @@ def world(tmp_path_factory):
         shutil.copy(PROJECT_ROOT / ".dvc" / "config", root / ".dvc" / "config")
         shutil.copy(PROJECT_ROOT / "dvc.yaml", root / "dvc.yaml")
         shutil.copytree(PROJECT_ROOT / "feature_repo", root / "feature_repo")
-        cfg = settings.world_config()
-        for i in range(150):
-            land_day(cfg, settings.landing, cfg.start_date + dt.timedelta(days=i))
-        settings.export_dbt_env()
-        proc = subprocess.run(
-            [DBT_EXECUTABLE, "build", "--target", "local", "--exclude", "resource_type:test"],
-            cwd=DBT_PROJECT_DIR,
-            env={
-                **os.environ,
-                "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
-                "DBT_TARGET_PATH": str(root / "dbt_target"),
-            },
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stdout[-2000:]
-        store = feature_store(settings)
-        apply_feature_repo(store)
+        store = build_shop(settings, days=150)
         build_training_set(
             store, "churn_v1", load_labels(settings), settings.datasets_dir / "churn_v1"
         )

@@ -57,16 +57,11 @@ class DatasetSummary:
 def load_labels(settings: Settings) -> pd.DataFrame:
     """The label table (entity, as-of time, label) from the warehouse."""
     if settings.env is Environment.PROD:
-        import trino
+        from mlops_assets.trino import trino_query
 
-        conn = trino.dbapi.connect(
-            host=settings.trino_host,
-            port=settings.trino_port,
-            user=settings.trino_user,
-            catalog=settings.trino_catalog,
-            http_scheme=settings.trino_http_scheme,
+        return trino_query(
+            settings, f"select {ENTITY}, {TIMESTAMP}, {LABEL} from gold.churn_labels"
         )
-        return pd_read(conn, f"select {ENTITY}, {TIMESTAMP}, {LABEL} from gold.churn_labels")
     import duckdb
 
     path = settings.gold_dir / "churn_labels.parquet"
@@ -75,14 +70,6 @@ def load_labels(settings: Settings) -> pd.DataFrame:
             f"no label table at {path}: materialize warehouse/gold/churn_labels first"
         )
     return duckdb.sql(f"select {ENTITY}, {TIMESTAMP}, {LABEL} from read_parquet('{path}')").df()
-
-
-def pd_read(conn: Any, sql: str) -> pd.DataFrame:
-    import pandas as pd
-
-    cur = conn.cursor()
-    cur.execute(sql)
-    return pd.DataFrame(cur.fetchall(), columns=[c[0] for c in cur.description])
 
 
 def validate_labels(labels: pd.DataFrame, now: dt.datetime) -> None:

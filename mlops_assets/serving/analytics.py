@@ -68,19 +68,9 @@ def to_duckdb(sql: str) -> str:
 def run_sql(settings: Settings, sql: str) -> pd.DataFrame:
     """Run one Trino-dialect query and return the result."""
     if settings.env is Environment.PROD:
-        import pandas as pd
-        import trino
+        from mlops_assets.trino import trino_query
 
-        conn = trino.dbapi.connect(
-            host=settings.trino_host,
-            port=settings.trino_port,
-            user=settings.trino_user,
-            catalog=settings.trino_catalog,
-            http_scheme=settings.trino_http_scheme,
-        )
-        cur = conn.cursor()
-        cur.execute(sql)
-        return pd.DataFrame(cur.fetchall(), columns=[c[0] for c in cur.description])
+        return trino_query(settings, sql)
     import duckdb
 
     con = duckdb_connection(settings)
