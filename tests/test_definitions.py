@@ -29,6 +29,7 @@ EXPECTED_ASSETS = {
     "models/churn/candidate": "training",
     "models/churn/promotion": "training",
     "predictions/churn/daily": "serving",
+    "predictions/churn/actuals": "serving",
 }
 
 

@@ -17,7 +17,7 @@ from mlops_assets.models.promotion import set_alias
 from mlops_assets.models.registry import CHAMPION, log_and_register
 from mlops_assets.models.training import build_estimator, dataset_schema, feature_frame, read_split
 from mlops_assets.serving.analytics import QueryError, run_sql
-from mlops_assets.serving.batch import offline_features, score_day
+from mlops_assets.serving.batch import fill_actuals, offline_features, score_day
 from mlops_assets.serving.iceberg import catalog
 from mlops_assets.serving.label_engine import apply_rules
 from mlops_assets.settings import PROJECT_ROOT, get_settings
@@ -133,6 +133,42 @@ def test_analyst_queries_match_pandas(served):
     )
     assert bands["customers"].tolist() == expected["customers"].tolist()
     assert bands["raised_by_override"].astype(int).tolist() == expected["raised"].tolist()
+
+
+def test_actuals_arrive_once_the_churn_window_has_passed(served):
+    settings, store, _ = served
+    early = dt.date(2025, 4, 10)  # window ends 2025-05-11, inside the 150 landed days
+    score_day(settings, CONFIG, store, early)
+    score_day(settings, CONFIG, store, DAY)  # window ends after the landed data
+    result = fill_actuals(settings, CONFIG)
+    assert str(early) in result["filled_days"] and str(DAY) not in result["filled_days"]
+    table = _table(settings)
+    filled = table[table["prediction_date"] == early]
+    assert filled["actual"].notna().all()
+    assert table[table["prediction_date"] == DAY]["actual"].isna().all()
+    # Independently: churned = no order in the 30 days after the as-of time.
+    import duckdb
+
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        buyers = set(
+            con.execute(
+                "select distinct customer_id from silver.fct_orders "
+                "where ordered_at >= ? and ordered_at < ?",
+                [dt.datetime(2025, 4, 11), dt.datetime(2025, 5, 11)],
+            ).df()["customer_id"]
+        )
+    expected = (~filled["customer_id"].isin(buyers)).astype(int)
+    assert (filled["actual"].astype(int).to_numpy() == expected.to_numpy()).all()
+    assert 0.05 < filled["actual"].mean() < 0.95
+    # A second sweep changes nothing; the accuracy query sees the labelled day only.
+    before = _table(settings).sort_values("prediction_id").reset_index(drop=True)
+    fill_actuals(settings, CONFIG)
+    after = _table(settings).sort_values("prediction_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(before, after)
+    accuracy = run_sql(settings, (QUERIES / "accuracy.sql").read_text())
+    assert accuracy["prediction_date"].astype(str).tolist() == [str(early)]
+    expected_accuracy = (filled["prediction"] == filled["actual"]).mean()
+    assert accuracy["accuracy"].iloc[0] == pytest.approx(expected_accuracy, abs=1e-6)
 
 
 def test_bad_sql_is_a_clear_error(served):

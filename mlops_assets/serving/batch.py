@@ -201,3 +201,53 @@ def score_day(
         "table": table_name(config),
         "snapshot_id": table.refresh().current_snapshot().snapshot_id,
     }
+
+
+def fill_actuals(settings: Settings, config: ModelConfig, window_days: int = 30) -> dict[str, Any]:
+    """Fill `actual` for every scored day whose churn window has passed in the warehouse: churned
+    (1) if the customer placed no order in the `window_days` after the prediction's as-of time.
+    Days still inside their window keep null actuals; each filled day is replaced in one commit."""
+    from pyiceberg.expressions import EqualTo
+
+    from mlops_assets.serving.iceberg import catalog
+
+    table = ensure_table(catalog(settings), config)
+    pending = table.scan(
+        row_filter="actual IS NULL", selected_fields=("prediction_date",)
+    ).to_arrow()
+    days = sorted(set(pending["prediction_date"].to_pylist()))
+    orders = _orders(settings)
+    # Landed data runs to the end of the last order's day (the same horizon gold labels use).
+    data_end = orders["ordered_at"].max().normalize() + pd.Timedelta(days=1)
+    filled: dict[str, int] = {}
+    for day in days:
+        as_of = pd.Timestamp(day) + pd.Timedelta(days=1)
+        known_at = as_of + pd.Timedelta(days=window_days)
+        if known_at > data_end:
+            continue
+        rows = table.scan(row_filter=EqualTo("prediction_date", day)).to_pandas()
+        window = orders[(orders["ordered_at"] >= as_of) & (orders["ordered_at"] < known_at)]
+        active = set(window["customer_id"].unique().tolist())
+        rows["actual"] = (~rows["customer_id"].isin(active)).astype("int32")
+        rows["actual_timestamp"] = known_at.tz_localize("UTC")
+        write_day(table, day, pa.Table.from_pandas(rows, schema=SCHEMA, preserve_index=False))
+        filled[str(day)] = len(rows)
+    return {
+        "filled_days": filled,
+        "data_end": str(data_end),
+        "pending_days": len(days) - len(filled),
+    }
+
+
+def _orders(settings: Settings) -> pd.DataFrame:
+    """Order events (customer, time) from the warehouse: silver.fct_orders."""
+    from mlops_assets.settings import Environment
+
+    if settings.env is Environment.PROD:
+        from mlops_assets.trino import trino_query
+
+        return trino_query(settings, "select customer_id, ordered_at from silver.fct_orders")
+    import duckdb
+
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.execute("select customer_id, ordered_at from silver.fct_orders").df()

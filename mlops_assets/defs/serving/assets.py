@@ -6,7 +6,7 @@ from mlops_assets.defs.training.resources import TrainingResource
 from mlops_assets.models.config import ModelConfig
 
 
-def build_batch_prediction_asset(config: ModelConfig) -> dg.AssetsDefinition:
+def build_serving_assets(config: ModelConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=["predictions", config.name, "daily"],
         deps=[
@@ -53,4 +53,31 @@ def build_batch_prediction_asset(config: ModelConfig) -> dg.AssetsDefinition:
             }
         )
 
-    return batch_predictions
+    @dg.asset(
+        key=["predictions", config.name, "actuals"],
+        deps=[batch_predictions.key, dg.AssetKey(["warehouse", "silver", "fct_orders"])],
+        group_name="serving",
+        kinds={"iceberg"},
+        description=(
+            f"Delayed actuals for predictions.{config.name}_daily: every scored day whose churn window "
+            "has passed in the warehouse gets `actual` and `actual_timestamp` (days still in their "
+            "window stay null)."
+        ),
+    )
+    def actuals(context: dg.AssetExecutionContext, training: TrainingResource):
+        from mlops_assets.serving.batch import fill_actuals
+
+        result = fill_actuals(training.settings(), config)
+        context.log.info(
+            f"filled {len(result['filled_days'])} day(s); {result['pending_days']} still waiting"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "filled_days": len(result["filled_days"]),
+                "filled_rows": sum(result["filled_days"].values()),
+                "pending_days": result["pending_days"],
+                "data_end": result["data_end"],
+            }
+        )
+
+    return [batch_predictions, actuals]
