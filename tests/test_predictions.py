@@ -69,7 +69,7 @@ def _table(settings) -> pd.DataFrame:
 def test_offline_features_equal_feasts_point_in_time_join(served):
     _, store, _ = served
     as_of = dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    fast = offline_features(store, "churn_v1", as_of).frame.set_index("customer_id")
+    fast = offline_features(store, "churn_v1", as_of).set_index("customer_id")
     assert len(fast) > 500
     sample = fast.sample(200, random_state=0).index
     labels = pd.DataFrame({"customer_id": sample, "event_timestamp": as_of, "churned": 0})

@@ -15,8 +15,6 @@ if TYPE_CHECKING:
 
     from mlops_assets.models.config import ModelConfig
 
-ID_COLUMNS = ("customer_id", "event_timestamp")
-
 
 class TrainingError(ValueError):
     """Bad training input (a user or data mistake), with a message that says which."""

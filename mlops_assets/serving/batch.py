@@ -8,7 +8,6 @@ partition is replaced in one Iceberg commit: re-running a day replaces it exactl
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -63,12 +62,7 @@ def ensure_table(cat: Any, config: ModelConfig) -> Any:
         return table
 
 
-@dataclass
-class OfflineFeatures:
-    frame: pd.DataFrame  # customer_id + every service feature, one row per active customer
-
-
-def offline_features(store: FeatureStore, service: str, as_of: dt.datetime) -> OfflineFeatures:
+def offline_features(store: FeatureStore, service: str, as_of: dt.datetime) -> pd.DataFrame:
     """What Feast's point-in-time join returns for every active entity at `as_of`: the newest
     snapshot at or before it, within the views' TTL, read in one vectorized pass; on-demand features
     come from the registry's own transformation."""
@@ -119,7 +113,7 @@ def offline_features(store: FeatureStore, service: str, as_of: dt.datetime) -> O
         outputs = odfv.feature_transformation.udf(inputs)
         for feature in projection.features:
             frame[feature.name] = np.asarray(outputs[feature.name], dtype="float64")
-    return OfflineFeatures(frame)
+    return frame  # customer_id + every service feature, one row per active customer
 
 
 def score(
@@ -187,7 +181,7 @@ def score_day(
         raise ScoringError(f"model {config.registered_model} has no champion to score with")
     model = load_model(settings, config.registered_model, version)
     as_of = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    features = offline_features(store, config.feature_service, as_of).frame
+    features = offline_features(store, config.feature_service, as_of)
     rows = score(config, model, version, features, day, dt.datetime.now(dt.UTC))
     table = ensure_table(catalog(settings), config)
     write_day(table, day, rows)
