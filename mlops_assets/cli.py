@@ -202,6 +202,110 @@ def pipeline_compile(
     _echo("pipeline", f"compiled to {out}")
 
 
+def _model_config(model: str):
+    from mlops_assets.models.config import model_configs
+
+    configs = model_configs()
+    if model not in configs:
+        raise typer.Exit(_fail(f"unknown model {model!r}; configured: {sorted(configs)}"))
+    return configs[model]
+
+
+@app.command()
+def serve(
+    model: str = typer.Argument("churn"),
+    version: str = typer.Option(None, help="Serve this registered version only (prod pods)."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(None, help="Default: the model config's serving.port."),
+) -> None:
+    """Run the KServe model server in the foreground (`mlops deploy` starts it in the background)."""
+    import sys
+
+    from mlops_assets.serving.server import main
+
+    config = _model_config(model)
+    argv = ["--model", model, "--host", host, "--port", str(port or config.serving.port)]
+    sys.argv = sys.argv[:1]
+    raise typer.Exit(main(argv + (["--version", version] if version else [])))
+
+
+@app.command()
+def deploy(
+    model: str = typer.Argument("churn"),
+    reason: str = typer.Option("manual deploy", help="Recorded in the decision log."),
+) -> None:
+    """Serve the registry's champion (and challenger as a canary): local server or InferenceService."""
+    from mlops_assets.serving.deployment import DeploymentError
+    from mlops_assets.serving.rollout import RolloutError
+    from mlops_assets.serving.rollout import deploy as deploy_model
+
+    try:
+        result = deploy_model(get_settings(), _model_config(model), actor="cli", reason=reason)
+    except (DeploymentError, RolloutError) as err:
+        raise typer.Exit(_fail(str(err))) from None
+    _echo("deploy", f"{model}: {_split(result)}")
+    if "endpoint" in result:
+        _echo("deploy", f"serving at {result['endpoint']} (pid {result['pid']})")
+
+
+def _split(result: dict) -> str:
+    from mlops_assets.serving.deployment import DeploymentSpec
+
+    spec = DeploymentSpec.model_validate(result["spec"]) if "spec" in result else None
+    split = spec.split() if spec else result["split"]
+    return ", ".join(f"v{v}: {share}%" for v, share in split.items())
+
+
+@app.command()
+def promote(
+    model: str = typer.Argument("churn"),
+    reason: str = typer.Option("manual promotion", help="Recorded in the decision log."),
+) -> None:
+    """The challenger becomes champion and takes all traffic (aliases and traffic move together)."""
+    from mlops_assets.serving.deployment import DeploymentError
+    from mlops_assets.serving.rollout import RolloutError
+    from mlops_assets.serving.rollout import promote as promote_model
+
+    try:
+        result = promote_model(get_settings(), _model_config(model), actor="cli", reason=reason)
+    except (DeploymentError, RolloutError) as err:
+        raise typer.Exit(_fail(str(err))) from None
+    _echo(
+        "promote",
+        f"{model}: champion v{result['champion']} (was v{result['previous_champion']}); {_split(result)}",
+    )
+
+
+@app.command()
+def rollback(
+    model: str = typer.Argument("churn"),
+    reason: str = typer.Option("manual rollback", help="Recorded in the decision log."),
+) -> None:
+    """Drop a running canary, or restore the previous champion."""
+    from mlops_assets.serving.deployment import DeploymentError
+    from mlops_assets.serving.rollout import RolloutError
+    from mlops_assets.serving.rollout import rollback as rollback_model
+
+    try:
+        result = rollback_model(get_settings(), _model_config(model), actor="cli", reason=reason)
+    except (DeploymentError, RolloutError) as err:
+        raise typer.Exit(_fail(str(err))) from None
+    _echo(
+        "rollback",
+        f"{model}: rolled back v{result['rolled_back']}; champion v{result['champion']}; {_split(result)}",
+    )
+
+
+@app.command()
+def stop(model: str = typer.Argument("churn")) -> None:
+    """Stop the local model server (it drains requests and flushes the inference log first)."""
+    from mlops_assets.serving.deployment import stop_server
+
+    _echo(
+        "stop", f"{model}: {'stopped' if stop_server(get_settings(), model) else 'was not running'}"
+    )
+
+
 @app.command()
 def sql(
     query: str = typer.Argument(None, help="A Trino SQL query (or use --file)."),

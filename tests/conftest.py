@@ -111,3 +111,42 @@ def build_shop(
     store = feature_store(settings)
     apply_feature_repo(store)
     return store
+
+
+def register_quick_model(
+    settings: Settings, dataset: Path, kind: str = "model", extra: str | None = None
+) -> str:
+    """Fit the churn config's estimator (or its baseline) on a built training set and register it
+    in MLflow; `extra` adds a column the feature service does not serve. Returns the version."""
+    from mlops_assets.models.config import model_configs
+    from mlops_assets.models.registry import log_and_register
+    from mlops_assets.models.training import (
+        build_estimator,
+        dataset_schema,
+        feature_frame,
+        read_split,
+    )
+
+    config = model_configs()["churn"]
+    train = read_split(dataset, "train")
+    X = feature_frame(train, dataset_schema(dataset)["features"])
+    if extra:
+        X = X.assign(**{extra: 1.0})
+    model = build_estimator(config, X, kind=kind).fit(X, train[config.label])
+    lineage = {
+        "dvc_md5": "x.dir",
+        "feature_service": config.feature_service,
+        "git_commit": "0",
+        "kfp_run_id": "k",
+        "dagster_run_id": "d",
+    }
+    _, version = log_and_register(
+        model, X.head(3), config, {"model": {"roc_auc": 0.9}}, lineage, settings
+    )
+    return version
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -14,14 +14,13 @@ from mlops_assets.features.dataset import build_training_set, historical_feature
 from mlops_assets.features.store import feature_store
 from mlops_assets.models.config import model_configs
 from mlops_assets.models.promotion import set_alias
-from mlops_assets.models.registry import CHAMPION, log_and_register
-from mlops_assets.models.training import build_estimator, dataset_schema, feature_frame, read_split
+from mlops_assets.models.registry import CHAMPION
 from mlops_assets.serving.analytics import QueryError, run_sql
 from mlops_assets.serving.batch import fill_actuals, offline_features, score_day
 from mlops_assets.serving.iceberg import catalog
 from mlops_assets.serving.label_engine import apply_rules
 from mlops_assets.settings import PROJECT_ROOT, get_settings
-from tests.conftest import build_shop
+from tests.conftest import build_shop, register_quick_model
 
 pytestmark = pytest.mark.slow
 CONFIG = model_configs()["churn"]
@@ -42,19 +41,7 @@ def served(tmp_path_factory):
         store = build_shop(settings, days=150)
         folder = root / "dataset"
         build_training_set(store, "churn_v1", load_labels(settings), folder)
-        train = read_split(folder, "train")
-        X = feature_frame(train, dataset_schema(folder)["features"])
-        model = build_estimator(CONFIG, X).fit(X, train[CONFIG.label])
-        lineage = {
-            "dvc_md5": "x.dir",
-            "feature_service": "churn_v1",
-            "git_commit": "0",
-            "kfp_run_id": "k",
-            "dagster_run_id": "d",
-        }
-        _, version = log_and_register(
-            model, X.head(3), CONFIG, {"model": {"roc_auc": 0.9}}, lineage, settings
-        )
+        version = register_quick_model(settings, folder)
         set_alias(
             settings, CONFIG.registered_model, CHAMPION, version, actor="test", reason="fixture"
         )

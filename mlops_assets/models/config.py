@@ -94,6 +94,26 @@ class LabelEngineConfig(BaseModel):
         raise ValueError(f"unknown risk band {name!r}; bands are {[b.name for b in ordered]}")
 
 
+class ServingConfig(BaseModel):
+    """The online predictor: where it listens locally, the canary share, request limits and how the
+    inference log batches its Iceberg commits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    port: int = Field(8085, ge=1024, le=65535)
+    # Share of customers (sticky by customer id) sent to the challenger while a canary runs.
+    canary_percent: int = Field(20, ge=0, le=100)
+    max_body_bytes: int = Field(64 * 1024, ge=256)
+    max_instances: int = Field(500, ge=1)
+    log_flush_rows: int = Field(500, ge=1)
+    log_flush_seconds: float = Field(1.0, gt=0)
+    # Seconds a (re)deployment may take to become ready before the old version is kept.
+    ready_timeout_seconds: float = Field(120, gt=0)
+    # prod: the InferenceService's namespace and the predictor image (runs `mlops serve`).
+    namespace: str = "mlops"
+    image: str = "ghcr.io/mlops-lakehouse/mlops-assets:latest"
+
+
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -107,6 +127,7 @@ class ModelConfig(BaseModel):
     decision_threshold: float = Field(0.5, gt=0, lt=1)
     thresholds: Thresholds = Thresholds()
     label_engine: LabelEngineConfig = LabelEngineConfig()
+    serving: ServingConfig = ServingConfig()
     retrain_cron: str = "0 2 * * 0"
 
 

@@ -3,16 +3,19 @@ with overrides the business owns. Rules come from the model config, not code."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
-import pandas as pd
 
 from mlops_assets.models.config import LabelEngineConfig
 
 
 def apply_rules(
-    scores: np.ndarray, features: pd.DataFrame, rules: LabelEngineConfig, threshold: float
-) -> pd.DataFrame:
-    """Risk band and predicted label for each score; overrides can raise a band, never lower it."""
+    scores: np.ndarray, features: Mapping[str, Any], rules: LabelEngineConfig, threshold: float
+) -> dict[str, np.ndarray]:
+    """Risk band and predicted label for each score; overrides can raise a band, never lower it.
+    `features` maps a column name to its values (a DataFrame, or a dict of lists online)."""
     bands = rules.bands
     edges = np.array([b.min_score for b in bands])
     order = np.argsort(edges)
@@ -23,22 +26,27 @@ def apply_rules(
     for override in rules.overrides:
         mask = np.ones(len(scores), dtype=bool)
         for column, allowed in override.when.items():
-            if column not in features.columns:
-                raise KeyError(f"label engine override {override.name!r} needs feature {column!r}")
-            mask &= features[column].isin(allowed).to_numpy()
+            mask &= np.isin(
+                np.asarray(_column(features, override.name, column), dtype=object), allowed
+            )
         for column, minimum in override.min_values.items():
-            if column not in features.columns:
-                raise KeyError(f"label engine override {override.name!r} needs feature {column!r}")
-            mask &= features[column].fillna(-np.inf).to_numpy() >= minimum
+            values = np.asarray(
+                _column(features, override.name, column), dtype=float
+            )  # None -> NaN
+            mask &= np.nan_to_num(values, nan=-np.inf) >= minimum
         floor = rules.band_rank(override.at_least)
         raise_it = mask & (rank < floor)
         rank = np.where(raise_it, floor, rank)
         reason = np.where(raise_it, f"override:{override.name}", reason)
-    names = np.array(sorted((b.name for b in bands), key=rules.band_rank))
-    return pd.DataFrame(
-        {
-            "risk_band": names[rank],
-            "prediction": (scores >= threshold).astype("int32"),
-            "rule": reason.astype(str),
-        }
-    )
+    names = np.array(sorted((b.name for b in bands), key=rules.band_rank), dtype=object)
+    return {
+        "risk_band": names[rank],
+        "prediction": (scores >= threshold).astype("int32"),
+        "rule": reason.astype(object),
+    }
+
+
+def _column(features: Mapping[str, Any], override: str, column: str) -> Any:
+    if column not in features:
+        raise KeyError(f"label engine override {override!r} needs feature {column!r}")
+    return features[column]

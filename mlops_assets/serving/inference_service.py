@@ -1,0 +1,189 @@
+"""Production serving: the deployment spec as a KServe v1beta1 InferenceService, applied with the
+Kubernetes client.
+
+Each predictor revision serves one pinned model version (`mlops serve <model> --version N`). With a
+challenger, the revision pins the challenger and `canaryTrafficPercent` sends that share to it while
+KServe keeps routing the rest to the previous rolled-out revision (the champion); promoting renders
+the challenger alone at 100 %, rolling back renders the champion alone. No cluster runs here: the
+manifest is validated against the kserve SDK models, and `apply` is tested against a stand-in
+Kubernetes API server.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mlops_assets.models.config import ModelConfig
+from mlops_assets.serving.deployment import DeploymentSpec
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+SECRET = "mlops-secrets"  # the same secret the KFP pipeline reads (MLflow, S3, Redis, Trino)
+
+
+def render(config: ModelConfig, spec: DeploymentSpec) -> dict[str, Any]:
+    """The InferenceService for `spec`, built from the kserve SDK models and serialized by them."""
+    from kserve import (
+        V1beta1InferenceService,
+        V1beta1InferenceServiceSpec,
+        V1beta1PredictorSpec,
+    )
+    from kserve.api_client import ApiClient as KserveApiClient
+    from kubernetes.client import (
+        V1Container,
+        V1ContainerPort,
+        V1EnvFromSource,
+        V1EnvVar,
+        V1HTTPGetAction,
+        V1ObjectMeta,
+        V1Probe,
+        V1ResourceRequirements,
+        V1SecretEnvSource,
+    )
+
+    canary = bool(spec.challenger_version) and spec.canary_percent > 0
+    version = spec.challenger_version if canary else spec.champion_version
+    port = 8080
+    container = V1Container(
+        name="kserve-container",
+        image=config.serving.image,
+        args=[
+            "mlops",
+            "serve",
+            config.name,
+            "--version",
+            str(version),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+        ],
+        env=[
+            V1EnvVar(name="MLOPS_ENV", value="prod"),
+            V1EnvVar(name="MLOPS_SERVED_VERSION", value=str(version)),
+        ],
+        env_from=[V1EnvFromSource(secret_ref=V1SecretEnvSource(name=SECRET))],
+        ports=[V1ContainerPort(container_port=port, protocol="TCP")],
+        readiness_probe=V1Probe(
+            http_get=V1HTTPGetAction(path=f"/v2/models/{config.name}/ready", port=port),
+            period_seconds=5,
+        ),
+        resources=V1ResourceRequirements(
+            requests={"cpu": "500m", "memory": "1Gi"}, limits={"cpu": "2", "memory": "2Gi"}
+        ),
+    )
+    isvc = V1beta1InferenceService(
+        api_version=f"{GROUP}/{VERSION}",
+        kind="InferenceService",
+        metadata=V1ObjectMeta(
+            name=config.name,
+            namespace=config.serving.namespace,
+            labels={"app.kubernetes.io/part-of": "mlops-lakehouse", "mlops/model": config.name},
+            annotations={
+                "mlops/champion-version": spec.champion_version,
+                "mlops/challenger-version": spec.challenger_version or "",
+                "mlops/actor": spec.actor,
+                "mlops/reason": spec.reason[:250],
+                "serving.kserve.io/enable-prometheus-scraping": "true",
+            },
+        ),
+        spec=V1beta1InferenceServiceSpec(
+            predictor=V1beta1PredictorSpec(
+                containers=[container],
+                min_replicas=1,
+                max_replicas=4,
+                canary_traffic_percent=spec.canary_percent if canary else None,
+            )
+        ),
+    )
+    return KserveApiClient().sanitize_for_serialization(isvc)
+
+
+def validate(manifest: dict[str, Any]) -> Any:
+    """Build the kserve SDK's V1beta1InferenceService (and the Kubernetes models inside it) from the
+    manifest: an unknown field, a wrong type or a missing required field is a ValueError naming the
+    path. Returns the typed object."""
+    typed = _typed(manifest, "V1beta1InferenceService", "")
+    if typed.api_version != f"{GROUP}/{VERSION}" or typed.kind != "InferenceService":
+        raise ValueError(
+            f"not a {GROUP}/{VERSION} InferenceService: {typed.api_version} {typed.kind}"
+        )
+    return typed
+
+
+_NATIVE = {"str": str, "int": int, "float": (int, float), "bool": bool}
+
+
+def _typed(data: Any, klass: str, path: str) -> Any:
+    import kserve.models
+    import kubernetes.client.models
+
+    if data is None:
+        return None
+    if klass.startswith("list["):
+        if not isinstance(data, list):
+            raise ValueError(f"{path or '.'}: expected a list")
+        return [_typed(v, klass[5:-1], f"{path}[{i}]") for i, v in enumerate(data)]
+    if klass.startswith("dict("):
+        if not isinstance(data, dict):
+            raise ValueError(f"{path or '.'}: expected a map")
+        inner = klass[5:-1].split(", ", 1)[1]
+        return {k: _typed(v, inner, f"{path}.{k}") for k, v in data.items()}
+    if klass == "object":
+        return data
+    if klass in _NATIVE:
+        if not isinstance(data, _NATIVE[klass]) or (klass != "bool" and isinstance(data, bool)):
+            raise ValueError(f"{path}: expected {klass}, got {data!r}")
+        return data
+    cls = getattr(kserve.models, klass, None) or getattr(kubernetes.client.models, klass)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path or '.'}: expected an object ({klass})")
+    by_json = {json_key: attr for attr, json_key in cls.attribute_map.items()}
+    unknown = sorted(set(data) - set(by_json))
+    if unknown:
+        raise ValueError(f"{path or '.'}: fields the {klass} model does not have: {unknown}")
+    kwargs = {
+        by_json[key]: _typed(value, cls.openapi_types[by_json[key]], f"{path}.{key}")
+        for key, value in data.items()
+    }
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # the SDK's own required-field checks
+        raise ValueError(f"{path or '.'}: {err}") from None
+
+
+def apply(manifest: dict[str, Any], api_client: ApiClient | None = None) -> dict[str, Any]:
+    """Create the InferenceService, or merge-patch it if it exists (what `kubectl apply` does for
+    our fields). Uses the in-cluster config, else the kubeconfig, unless a client is given."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+    from kubernetes.client.exceptions import ApiException
+
+    if api_client is None:
+        try:
+            k8s_config.load_incluster_config()
+        except k8s_config.ConfigException:
+            k8s_config.load_kube_config()
+        api_client = k8s.ApiClient()
+    api = k8s.CustomObjectsApi(api_client)
+    meta = manifest["metadata"]
+    try:
+        api.get_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"])
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        return api.create_namespaced_custom_object(
+            GROUP, VERSION, meta["namespace"], PLURAL, manifest
+        )
+    patch = manifest
+    if "canaryTrafficPercent" not in manifest["spec"]["predictor"]:
+        # Merge patch: an absent key is kept, so clear the canary share explicitly.
+        patch = {
+            **manifest,
+            "spec": {"predictor": {**manifest["spec"]["predictor"], "canaryTrafficPercent": None}},
+        }
+    return api.patch_namespaced_custom_object(
+        GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], patch
+    )
