@@ -30,6 +30,7 @@ EXPECTED_ASSETS = {
     "models/churn/promotion": "training",
     "predictions/churn/daily": "serving",
     "predictions/churn/actuals": "serving",
+    "deployments/churn/endpoint": "deployment",
 }
 
 
@@ -98,6 +99,7 @@ def test_each_model_config_gets_a_retraining_job_and_schedule():
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
         "models/churn/candidate",
         "models/churn/promotion",
+        "deployments/churn/endpoint",
     }
     schedule = repo.get_schedule_def("retrain_churn_schedule")
     assert schedule.cron_schedule == "0 2 * * 0"  # Sunday 02:00, from model_configs/churn.yaml
@@ -106,3 +108,13 @@ def test_each_model_config_gets_a_retraining_job_and_schedule():
 def test_prod_uses_the_kubernetes_executor():
     assert executor_for(Environment.PROD).name == "k8s"
     assert executor_for(Environment.LOCAL).name == "multiprocess"
+
+
+def test_promote_and_rollback_are_jobs_and_deployment_has_its_check():
+    defs, repo = _repo()
+    for action in ("promote", "rollback"):
+        assert defs.resolve_job_def(f"{action}_churn").tags["mlops/action"] == action
+    checks = {
+        k.name for k in repo.asset_graph.asset_check_keys if k.asset_key.path[0] == "deployments"
+    }
+    assert checks == {"endpoint_serves_the_registry_champion"}

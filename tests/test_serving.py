@@ -347,3 +347,39 @@ def test_compiled_scorer_equals_sklearn_including_missing_and_unknown_values(sho
     np.testing.assert_allclose(compiled.predict_proba(compiled.encode(rows)), expected, rtol=1e-12)
     baseline = load_model(shop["settings"], "churn", shop["challenger"])
     assert CompiledChurnModel.compile(baseline) is None  # logistic baseline: sklearn scores it
+
+
+def test_dagster_deployment_asset_and_rollout_jobs(shop):
+    """The same operations as Dagster runs: the asset deploys a canary, the jobs move traffic."""
+    import dagster as dg
+
+    from mlops_assets.definitions import defs
+
+    settings = shop["settings"]
+    set_alias(settings, "churn", CHALLENGER, shop["challenger"], actor="test", reason="canary")
+    asset = defs.resolve_assets_def(dg.AssetKey(["deployments", "churn", "endpoint"]))
+    result = dg.materialize([asset])
+    [materialization] = result.asset_materializations_for_node(asset.op.name)
+    assert materialization.metadata["challenger_version"].value == shop["challenger"]
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed
+    ids = _customers(shop, 300)
+    assert {r["model_version"] for r in _predict(shop, ids)["predictions"]} == {
+        shop["champion"],
+        shop["challenger"],
+    }
+
+    run = defs.resolve_job_def("rollback_churn").execute_in_process(
+        run_config={"ops": {"rollback_churn_op": {"config": {"reason": "canary lost"}}}}
+    )
+    assert run.success
+    assert {r["model_version"] for r in _predict(shop, ids)["predictions"]} == {shop["champion"]}
+    [event] = run.asset_materializations_for_node("rollback_churn_op")
+    assert event.metadata["traffic_split"].value == f"v{shop['champion']}: 100%"
+
+    # Nothing to promote now: the run fails with the reason, and the serving split is unchanged.
+    run = defs.resolve_job_def("promote_churn").execute_in_process(raise_on_error=False)
+    assert not run.success
+    failure = run.failure_data_for_node("promote_churn_op")
+    assert "no challenger to promote" in str(failure.error)
+    assert read_spec(settings, "churn").split() == {shop["champion"]: 100}

@@ -114,6 +114,34 @@ class ServingConfig(BaseModel):
     image: str = "ghcr.io/mlops-lakehouse/mlops-assets:latest"
 
 
+class MonitoringConfig(BaseModel):
+    """Thresholds of the monitoring checks, and when a degradation is worth a retraining."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # performance against delayed actuals (the prediction day whose actuals are due)
+    min_roc_auc: float = Field(0.70, ge=0, le=1)
+    max_ece: float = Field(0.10, ge=0, le=1)
+    min_labelled_rows: int = Field(200, ge=1)
+    # feature drift against the champion's training data: a feature drifts when both hold
+    ks_pvalue: float = Field(0.01, gt=0, lt=1)
+    psi_max: float = Field(0.2, gt=0)
+    max_drifted_share: float = Field(0.2, ge=0, le=1)
+    # prediction drift: PSI of the day's scores against the champion's scores on its training data
+    prediction_psi_max: float = Field(0.2, gt=0)
+    # data quality and volume
+    min_rows: int = Field(100, ge=0)
+    max_null_share: float = Field(0.05, ge=0, le=1)
+    max_volume_change: float = Field(0.5, ge=0)
+    # The retraining sensor: only a degradation seen on this many consecutive monitored days counts
+    # (one bad day is noise), and at most one retraining per cooldown.
+    consecutive_days: int = Field(3, ge=1)
+    cooldown_hours: float = Field(24, ge=0)
+    # The canary sensor: decide once each arm has this many labelled predictions.
+    canary_min_labelled: int = Field(300, ge=1)
+    canary_max_auc_regression: float = Field(0.0, ge=0, le=1)
+
+
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -128,6 +156,7 @@ class ModelConfig(BaseModel):
     thresholds: Thresholds = Thresholds()
     label_engine: LabelEngineConfig = LabelEngineConfig()
     serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     retrain_cron: str = "0 2 * * 0"
 
 

@@ -1,0 +1,119 @@
+"""The online deployment of each model, and the promote / rollback jobs that move aliases and
+traffic together."""
+
+import dagster as dg
+
+from mlops_assets.defs.training.resources import TrainingResource
+from mlops_assets.models.config import ModelConfig
+
+SERVES_CHAMPION_CHECK = "endpoint_serves_the_registry_champion"
+
+
+def deployment_key(config: ModelConfig) -> dg.AssetKey:
+    return dg.AssetKey(["deployments", config.name, "endpoint"])
+
+
+def _metadata(result: dict) -> dict:
+    spec = result.get("spec") or {}
+    split = result.get("split") or {}
+    if spec and not split:
+        from mlops_assets.serving.deployment import DeploymentSpec
+
+        split = DeploymentSpec.model_validate(spec).split()
+    metadata = {
+        "traffic_split": ", ".join(f"v{v}: {share}%" for v, share in split.items()),
+        "champion_version": spec.get("champion_version") or result.get("champion"),
+        "challenger_version": spec.get("challenger_version") or "",
+        "canary_percent": int(spec.get("canary_percent", 0)),
+    }
+    if "endpoint" in result:
+        metadata["endpoint"] = dg.MetadataValue.url(result["endpoint"])
+        metadata["pid"] = result["pid"]
+    if "inference_service" in result:
+        metadata["inference_service"] = result["inference_service"]
+    return {k: v for k, v in metadata.items() if v is not None}
+
+
+def build_deployment(config: ModelConfig) -> tuple[list, list, list]:
+    key = deployment_key(config)
+
+    @dg.asset(
+        key=key,
+        deps=[dg.AssetKey(["models", config.name, "promotion"])],
+        group_name="deployment",
+        kinds={"kserve"},
+        check_specs=[dg.AssetCheckSpec(SERVES_CHAMPION_CHECK, asset=key, blocking=True)],
+        description=(
+            f"The {config.name} predictor serving the registry's champion, with the challenger as a "
+            f"{config.serving.canary_percent}% canary when there is one: a local KServe model server "
+            f"on 127.0.0.1:{config.serving.port}, or an InferenceService in prod. A version that fails "
+            "its readiness check is not deployed; the old one keeps serving."
+        ),
+    )
+    def deployment(context: dg.AssetExecutionContext, training: TrainingResource):
+        from mlops_assets.models.registry import CHAMPION, alias_version, client
+        from mlops_assets.serving.deployment import DeploymentError
+        from mlops_assets.serving.rollout import RolloutError, deploy
+
+        settings = training.settings()
+        try:
+            result = deploy(
+                settings, config, actor=f"dagster:{context.run_id}", reason="deployment asset"
+            )
+        except (DeploymentError, RolloutError) as err:
+            raise dg.Failure(description=str(err)) from None
+        metadata = _metadata(result)
+        context.log.info(f"{config.name}: {metadata['traffic_split']}")
+        yield dg.MaterializeResult(metadata=metadata)
+        champion = alias_version(client(settings), config.registered_model, CHAMPION)
+        yield dg.AssetCheckResult(
+            check_name=SERVES_CHAMPION_CHECK,
+            passed=metadata["champion_version"] == champion,
+            metadata={"serving": metadata["champion_version"], "registry_champion": champion or ""},
+        )
+
+    jobs = [_rollout_job(config, "promote"), _rollout_job(config, "rollback")]
+    return [deployment], jobs, []
+
+
+class RolloutConfig(dg.Config):
+    reason: str = "requested from Dagster"
+
+
+def _rollout_job(model: ModelConfig, action: str) -> dg.JobDefinition:
+    @dg.op(name=f"{action}_{model.name}_op", tags={"kind": "kserve"})
+    def rollout_op(
+        context: dg.OpExecutionContext, config: RolloutConfig, training: TrainingResource
+    ):
+        from mlops_assets.serving import rollout
+        from mlops_assets.serving.deployment import DeploymentError
+
+        operation = rollout.promote if action == "promote" else rollout.rollback
+        try:
+            result = operation(
+                training.settings(), model, actor=f"dagster:{context.run_id}", reason=config.reason
+            )
+        except (DeploymentError, rollout.RolloutError) as err:
+            raise dg.Failure(description=str(err)) from None
+        # Record the traffic move on the deployment asset, so its history shows every change.
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=deployment_key(model),
+                description=f"{action}: {config.reason}",
+                metadata={**_metadata(result), "action": action},
+            )
+        )
+        return result
+
+    @dg.job(
+        name=f"{action}_{model.name}",
+        description=(
+            f"{action.capitalize()} {model.name}: registry aliases and traffic move together, recorded "
+            "in the decision log."
+        ),
+        tags={"mlops/model": model.name, "mlops/action": action},
+    )
+    def rollout_job():
+        rollout_op()
+
+    return rollout_job

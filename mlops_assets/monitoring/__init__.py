@@ -1,0 +1,1 @@
+"""Monitoring: performance against delayed actuals, drift, data quality (no Dagster)."""

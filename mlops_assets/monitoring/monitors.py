@@ -1,0 +1,407 @@
+"""The daily monitors of a model, and the Iceberg table they write.
+
+For a monitoring day D:
+- performance: the predictions of day D - (churn window + 1), whose actuals are due by D, against
+  those actuals (ROC AUC, precision, recall, calibration), overall and per model version;
+- feature_drift: the features of the customers scored on D against the serving champion's training
+  data (KS test and PSI per feature);
+- prediction_drift: the day's score distribution against the champion's scores on its training data;
+- data_quality: rows scored against the trailing week, null shares, features missing from the data.
+
+Every number lands in `monitoring.<model>_daily` (one row per metric, with its threshold and whether
+it was breached); a re-run of a day replaces that day's rows for that monitor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from mlops_assets.models.config import ModelConfig
+from mlops_assets.monitoring.drift import ks, psi_categorical, psi_numeric
+from mlops_assets.settings import Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+MONITORS = ("performance", "feature_drift", "prediction_drift", "data_quality")
+# Monitors whose breach a retraining can fix; bad data is not fixed by retraining.
+RETRAIN_ON = ("performance", "feature_drift", "prediction_drift")
+CHURN_WINDOW_DAYS = 30  # dbt var churn_window_days: actuals are known this long after a prediction
+NAMESPACE = "monitoring"
+
+SCHEMA = pa.schema(
+    [
+        pa.field("day", pa.date32(), nullable=False),
+        pa.field("monitor", pa.string(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("feature", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("value", pa.float64(), nullable=True),
+        pa.field("threshold", pa.float64(), nullable=True),
+        pa.field("breached", pa.bool_(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+        pa.field("computed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+
+class MonitoringError(ValueError):
+    pass
+
+
+@dataclass
+class MonitorResult:
+    monitor: str
+    day: dt.date
+    status: str  # ok | breached | pending | no_data
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def breached(self) -> bool:
+        return self.status == "breached"
+
+    def row(
+        self,
+        metric: str,
+        value: float | None,
+        threshold: float | None = None,
+        *,
+        breached: bool = False,
+        feature: str = "",
+        version: str = "",
+        detail: str = "",
+    ) -> None:
+        self.rows.append(
+            {
+                "metric": metric,
+                "feature": feature,
+                "model_version": version,
+                "value": None if value is None or not np.isfinite(value) else float(value),
+                "threshold": threshold,
+                "breached": bool(breached),
+                "detail": detail,
+            }
+        )
+
+
+def table_name(config: ModelConfig) -> str:
+    return f"{NAMESPACE}.{config.name}_daily"
+
+
+def ensure_table(cat: Any, config: ModelConfig) -> Any:
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from mlops_assets.serving.iceberg import ensure_namespace
+
+    ensure_namespace(cat, NAMESPACE)
+    try:
+        return cat.load_table(table_name(config))
+    except NoSuchTableError:
+        table = cat.create_table(table_name(config), schema=SCHEMA)
+        with table.update_spec() as spec:
+            spec.add_identity("day")
+        return table
+
+
+def write_result(settings: Settings, config: ModelConfig, result: MonitorResult) -> None:
+    """Replace the day's rows of this monitor in one commit."""
+    from pyiceberg.expressions import And, EqualTo
+
+    from mlops_assets.serving.iceberg import catalog
+
+    table = ensure_table(catalog(settings), config)
+    now = dt.datetime.now(dt.UTC)
+    rows = result.rows or [
+        {
+            "metric": "status",
+            "feature": "",
+            "model_version": "",
+            "value": None,
+            "threshold": None,
+            "breached": False,
+            "detail": result.status,
+        }
+    ]
+    frame = pd.DataFrame(rows).assign(day=result.day, monitor=result.monitor, computed_at=now)
+    arrow = pa.Table.from_pandas(frame[SCHEMA.names], schema=SCHEMA, preserve_index=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Delete operation did not match any records")
+        table.overwrite(
+            arrow,
+            overwrite_filter=And(EqualTo("day", result.day), EqualTo("monitor", result.monitor)),
+        )
+
+
+def read_table(settings: Settings, config: ModelConfig) -> pd.DataFrame:
+    from mlops_assets.serving.iceberg import catalog
+
+    return ensure_table(catalog(settings), config).scan().to_pandas()
+
+
+# -- the reference: the serving champion's training data -----------------------------------------
+
+
+def champion_version(settings: Settings, config: ModelConfig) -> str:
+    from mlops_assets.models.registry import CHAMPION, alias_version, client
+
+    version = alias_version(client(settings), config.registered_model, CHAMPION)
+    if version is None:
+        raise MonitoringError(f"model {config.registered_model} has no champion to monitor")
+    return version
+
+
+def reference(settings: Settings, config: ModelConfig, version: str) -> pd.DataFrame:
+    """A sample (<= 20k rows) of the version's training split with the version's scores, cached per
+    version under data/monitoring/reference/."""
+    import tempfile
+
+    from mlops_assets.features.versioning import pull
+    from mlops_assets.models.registry import client, load_model
+    from mlops_assets.models.training import dataset_schema, read_split
+
+    folder = settings.data_dir / "monitoring" / "reference"
+    path = folder / f"{config.name}-v{version}.parquet"
+    if path.exists():
+        return pd.read_parquet(path)
+    md5 = client(settings).get_model_version(config.registered_model, version).tags.get("dvc_md5")
+    if not md5:
+        raise MonitoringError(
+            f"{config.registered_model} v{version} has no dvc_md5 tag: no reference"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.data_dir) as tmp:
+        dataset = pull(settings, md5, Path(tmp) / "dataset")
+        names = dataset_schema(dataset)["features"]
+        train = read_split(dataset, "train")
+    sample = train.sample(min(len(train), 20_000), random_state=0)
+    model = load_model(settings, config.registered_model, version)
+    columns = [str(c) for c in model.feature_names_in_]
+    out = sample[[n for n in names if n in sample.columns]].copy()
+    out["__score"] = model.predict_proba(sample[columns])[:, 1]
+    out.to_parquet(path, index=False)
+    return out
+
+
+# -- the monitors ----------------------------------------------------------------------------------
+
+
+def _predictions(settings: Settings, config: ModelConfig, day: dt.date) -> pd.DataFrame:
+    from pyiceberg.expressions import EqualTo
+
+    from mlops_assets.serving.batch import ensure_table as predictions_table
+    from mlops_assets.serving.iceberg import catalog
+
+    table = predictions_table(catalog(settings), config)
+    return table.scan(row_filter=EqualTo("prediction_date", day)).to_pandas()
+
+
+def performance(settings: Settings, config: ModelConfig, day: dt.date) -> MonitorResult:
+    from sklearn.metrics import precision_score, recall_score, roc_auc_score
+
+    from mlops_assets.models.training import expected_calibration_error
+
+    limits = config.monitoring
+    evaluated = day - dt.timedelta(days=CHURN_WINDOW_DAYS + 1)
+    rows = _predictions(settings, config, evaluated)
+    labelled = rows[rows["actual"].notna()]
+    result = MonitorResult("performance", day, "ok", {"evaluated_prediction_day": str(evaluated)})
+    if labelled.empty:
+        result.status = "pending" if len(rows) else "no_data"
+        detail = (
+            f"no actuals yet for the predictions of {evaluated}"
+            if len(rows)
+            else f"no predictions on {evaluated} to evaluate"
+        )
+        result.summary["detail"] = detail
+        result.row("labelled_rows", 0, detail=detail)
+        return result
+    groups = [("", labelled)] + [(str(v), g) for v, g in labelled.groupby("model_version")]
+    for version, group in groups:
+        y, score = group["actual"].to_numpy(int), group["score"].to_numpy()
+        n = len(group)
+        result.row("labelled_rows", n, version=version, detail=str(evaluated))
+        if len(np.unique(y)) < 2 or n < limits.min_labelled_rows:
+            result.row(
+                "roc_auc",
+                None,
+                limits.min_roc_auc,
+                version=version,
+                detail=f"{n} labelled rows, {len(np.unique(y))} class(es): not enough to judge",
+            )
+            continue
+        auc = float(roc_auc_score(y, score))
+        ece = expected_calibration_error(y, score)
+        predicted = (score >= config.decision_threshold).astype(int)
+        result.row(
+            "roc_auc", auc, limits.min_roc_auc, breached=auc < limits.min_roc_auc, version=version
+        )
+        result.row("ece", ece, limits.max_ece, breached=ece > limits.max_ece, version=version)
+        result.row(
+            "precision", float(precision_score(y, predicted, zero_division=0)), version=version
+        )
+        result.row("recall", float(recall_score(y, predicted, zero_division=0)), version=version)
+        result.row("churn_rate", float(y.mean()), version=version)
+        result.row("mean_score", float(score.mean()), version=version)
+        if version == "":
+            result.summary.update(roc_auc=round(auc, 4), ece=round(ece, 4), labelled_rows=n)
+    overall = [r for r in result.rows if r["model_version"] == "" and r["breached"]]
+    if overall:
+        result.status = "breached"
+        result.summary["breaches"] = [
+            f"{r['metric']}={r['value']:.4f} (limit {r['threshold']})" for r in overall
+        ]
+    return result
+
+
+def feature_drift(
+    settings: Settings, config: ModelConfig, store: FeatureStore, day: dt.date
+) -> MonitorResult:
+    from mlops_assets.serving.batch import offline_features
+
+    limits = config.monitoring
+    version = champion_version(settings, config)
+    ref = reference(settings, config, version)
+    as_of = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    current = offline_features(store, config.feature_service, as_of)
+    result = MonitorResult("feature_drift", day, "ok", {"reference_version": version})
+    if current.empty:
+        result.status = "no_data"
+        result.row("rows", 0, detail=f"no active customers on {day}")
+        return result
+    features = [c for c in ref.columns if c != "__score"]
+    missing = [f for f in features if f not in current.columns]
+    drifted = []
+    for name in features:
+        if name in missing:
+            result.row(
+                "psi",
+                None,
+                limits.psi_max,
+                feature=name,
+                version=version,
+                detail="feature missing in production data",
+            )
+            continue
+        if ref[name].dtype == object or str(ref[name].dtype) == "string":
+            psi, statistic, pvalue = psi_categorical(ref[name], current[name]), None, None
+            is_drift = psi > limits.psi_max
+        else:
+            psi = psi_numeric(ref[name].to_numpy(float), current[name].to_numpy(float))
+            statistic, pvalue = ks(ref[name].to_numpy(float), current[name].to_numpy(float))
+            # With thousands of rows any tiny shift is "significant"; drift needs both.
+            is_drift = pvalue < limits.ks_pvalue and psi > limits.psi_max
+        if is_drift:
+            drifted.append(name)
+        result.row("psi", psi, limits.psi_max, breached=is_drift, feature=name, version=version)
+        if statistic is not None:
+            result.row("ks_statistic", statistic, feature=name, version=version)
+            result.row("ks_pvalue", pvalue, limits.ks_pvalue, feature=name, version=version)
+    share = len(drifted) / max(len(features) - len(missing), 1)
+    breached = share > limits.max_drifted_share or bool(missing)
+    result.row(
+        "drifted_share",
+        share,
+        limits.max_drifted_share,
+        breached=breached,
+        version=version,
+        detail=", ".join(drifted),
+    )
+    result.summary.update(
+        drifted_features=drifted, drifted_share=round(share, 3), rows=len(current), missing=missing
+    )
+    if missing:
+        result.summary["detail"] = f"features missing in production data: {missing}"
+    result.status = "breached" if breached else "ok"
+    return result
+
+
+def prediction_drift(settings: Settings, config: ModelConfig, day: dt.date) -> MonitorResult:
+    limits = config.monitoring
+    version = champion_version(settings, config)
+    ref = reference(settings, config, version)
+    rows = _predictions(settings, config, day)
+    result = MonitorResult("prediction_drift", day, "ok", {"reference_version": version})
+    if rows.empty:
+        result.status = "no_data"
+        result.row("rows", 0, detail=f"no predictions on {day}")
+        return result
+    psi = psi_numeric(ref["__score"].to_numpy(), rows["score"].to_numpy())
+    statistic, _ = ks(ref["__score"].to_numpy(), rows["score"].to_numpy())
+    breached = psi > limits.prediction_psi_max
+    result.row("score_psi", psi, limits.prediction_psi_max, breached=breached, version=version)
+    result.row("score_ks_statistic", statistic, version=version)
+    result.row("mean_score", float(rows["score"].mean()), version=version)
+    result.row("reference_mean_score", float(ref["__score"].mean()), version=version)
+    result.row("positive_rate", float(rows["prediction"].mean()), version=version)
+    result.summary.update(score_psi=round(psi, 4), mean_score=round(float(rows["score"].mean()), 4))
+    result.status = "breached" if breached else "ok"
+    return result
+
+
+def data_quality(
+    settings: Settings, config: ModelConfig, store: FeatureStore, day: dt.date
+) -> MonitorResult:
+    from mlops_assets.serving.batch import offline_features
+
+    limits = config.monitoring
+    result = MonitorResult("data_quality", day, "ok", {})
+    rows = _predictions(settings, config, day)
+    trailing = [
+        len(_predictions(settings, config, day - dt.timedelta(days=k))) for k in range(1, 8)
+    ]
+    trailing = [n for n in trailing if n > 0]
+    baseline = float(np.median(trailing)) if trailing else None
+    breaches = []
+    result.row("rows_scored", len(rows), limits.min_rows, breached=len(rows) < limits.min_rows)
+    if len(rows) < limits.min_rows:
+        breaches.append(f"{len(rows)} rows scored (minimum {limits.min_rows})")
+    if baseline:
+        change = abs(len(rows) - baseline) / baseline
+        bad = change > limits.max_volume_change
+        result.row("volume_change_vs_trailing_week", change, limits.max_volume_change, breached=bad)
+        if bad:
+            breaches.append(f"volume {len(rows)} vs trailing median {baseline:.0f}")
+    as_of = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    current = offline_features(store, config.feature_service, as_of)
+    service = store.get_feature_service(config.feature_service)
+    expected = [f.name for p in service.feature_view_projections for f in p.features]
+    for name in expected:
+        if name not in current.columns:
+            result.row(
+                "null_share",
+                1.0,
+                limits.max_null_share,
+                breached=True,
+                feature=name,
+                detail="feature missing in production data",
+            )
+            breaches.append(f"{name} missing")
+            continue
+        share = float(current[name].isna().mean()) if len(current) else 0.0
+        bad = share > limits.max_null_share
+        result.row("null_share", share, limits.max_null_share, breached=bad, feature=name)
+        if bad:
+            breaches.append(f"{name} null share {share:.2%}")
+    result.summary.update(rows_scored=len(rows), trailing_median=baseline, breaches=breaches)
+    result.status = "breached" if breaches else "ok"
+    return result
+
+
+def summary_metadata(result: MonitorResult) -> dict[str, Any]:
+    return {
+        "status": result.status,
+        **{
+            k: (json.dumps(v) if isinstance(v, list | dict) else v)
+            for k, v in result.summary.items()
+        },
+    }
