@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import time
@@ -68,7 +69,7 @@ def generate(
     )
 
 
-def run_job(name: str, tags: dict[str, str] | None = None) -> str:
+def run_job(name: str, tags: dict[str, str] | None = None, run_config: dict | None = None) -> str:
     """Run a job of the code location in this process, on the local instance; returns the run id."""
     import dagster as dg
 
@@ -77,7 +78,10 @@ def run_job(name: str, tags: dict[str, str] | None = None) -> str:
     result = defs.resolve_job_def(name).execute_in_process(
         instance=dg.DagsterInstance.get(),
         tags={"mlops/trigger": "mlops demo", **(tags or {})},
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        run_config={
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            **(run_config or {}),
+        },
         raise_on_error=False,
     )
     if not result.success:
@@ -86,6 +90,13 @@ def run_job(name: str, tags: dict[str, str] | None = None) -> str:
             _fail(f"run {result.run_id} of {name} failed at {failed}; see the logs above")
         )
     return result.run_id
+
+
+def _range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": last.isoformat(),
+    }
 
 
 def materialize_history(days: int) -> str:
@@ -109,40 +120,265 @@ def _fail(message: str) -> int:
 @app.command()
 def demo(
     days: int = typer.Option(None, help="Landing days to build (default: MLOPS_HISTORY_DAYS)."),
+    drift_day: int = typer.Option(165, help="Day of the history from which drift is switched on."),
+    keep_serving: bool = typer.Option(False, help="Leave the model server running at the end."),
 ) -> None:
-    """The main job on the embedded profile: raw data -> bronze -> silver -> gold, through Dagster."""
-    settings = get_settings()
-    n_days = days or settings.history_days
+    """The main job on the embedded profile, the whole loop: history with drift, lakehouse, training,
+    deployment, scoring, monitoring, the daemon's retraining and canary, and a timeline."""
+    import dagster as dg
+
+    from mlops_assets import loop
+    from mlops_assets.models.config import model_configs
+    from mlops_assets.serving.deployment import stop_server
+
     started = time.perf_counter()
+    base = get_settings()
+    n_days = days or base.history_days
+    drift_from = base.start_date + dt.timedelta(days=drift_day)
+    # Drift switches are settings; set them for this process and the daemon's runs.
+    os.environ.setdefault("MLOPS_COVARIATE_DRIFT_FROM", drift_from.isoformat())
+    os.environ.setdefault("MLOPS_CONCEPT_DRIFT_FROM", drift_from.isoformat())
+    os.environ.setdefault("MLOPS_HISTORY_DAYS", str(n_days))
+    get_settings.cache_clear()
+    settings = get_settings()
+    config = model_configs()["churn"]
+    plan = loop.Plan(
+        settings.start_date, settings.start_date + dt.timedelta(days=n_days - 1), drift_from
+    )
+    timeline = loop.Timeline()
+
+    def step(name: str, message: str) -> None:
+        _echo(name, f"{message}  [{time.perf_counter() - started:.0f}s]")
+
+    loop.reset(settings)
     home = ensure_dagster_home()
-    _echo(
-        "setup", f"profile {settings.env.value}, data in {settings.data_dir}, Dagster home {home}"
-    )
+    step("setup", f"profile {settings.env.value}, data in {settings.data_dir}, Dagster home {home}")
     prepare()
-    _echo(
-        "lakehouse",
-        f"landing {n_days} days of {settings.n_customers:,} customers and running dbt build",
+    timeline.add(
+        "drift_switched_on", "covariate (tiktok signups) and concept drift", day=drift_from
     )
-    run_id = materialize_history(n_days)
-    _echo("lakehouse", f"run {run_id} succeeded")
-    _summarize_gold()
-    _summarize_features()
-    _echo("training", "KFP training pipeline (kfp.local), MLflow registration, promotion gate")
-    _echo("training", f"run {run_job('retrain_churn')} succeeded")
-    _summarize_training()
-    last = settings.start_date + dt.timedelta(days=n_days - 1)
-    first = last - dt.timedelta(days=6)
-    _echo("scoring", f"batch predictions by the champion for {first} .. {last} into Iceberg")
-    scoring_tags = {
-        "dagster/asset_partition_range_start": first.isoformat(),
-        "dagster/asset_partition_range_end": last.isoformat(),
-    }
-    _echo("scoring", f"run {run_job('daily_scoring_job', scoring_tags)} succeeded")
-    _summarize_predictions()
+    daemon = loop.start_daemon(settings, home)
+    step("daemon", f"dagster-daemon started (pid {daemon.pid}); sensors run under it")
+    try:
+        step(
+            "lakehouse",
+            f"{n_days} days of {settings.n_customers:,} customers, drift from {drift_from}: landing -> dbt -> Feast -> DVC",
+        )
+        run_id = materialize_history(n_days)
+        timeline.add(
+            "lakehouse_built", f"{n_days} landing days, dbt, features", run_id, day=plan.last_day
+        )
+        _summarize_gold()
+
+        known_by = plan.drift_day
+        step(
+            "training",
+            f"first model on the labels known by {known_by} (before the drift): KFP -> MLflow -> gate -> deploy",
+        )
+        run_id = run_job(
+            "retrain_churn",
+            {"mlops/reason": "first model"},
+            {"ops": {"datasets__churn_v1": {"config": {"labels_known_by": known_by.isoformat()}}}},
+        )
+        _summarize_training()
+        first_version = _alias("champion")
+        timeline.add(
+            "trained_and_deployed", "first champion, serving 100%", run_id, first_version, known_by
+        )
+        _summarize_serving(config)
+
+        first, last = plan.score_days
+        step(
+            "scoring",
+            f"daily batch predictions {first} .. {last} into Iceberg, then delayed actuals",
+        )
+        run_id = run_job("daily_scoring_job", _range_tags(first, last))
+        timeline.add("scored", f"{first} .. {last}", run_id, first_version, last)
+        _summarize_predictions()
+
+        first, last = plan.monitor_days
+        step(
+            "monitoring",
+            f"performance, feature drift, prediction drift, data quality for {first} .. {last}",
+        )
+        run_id = run_job("daily_monitoring_job", _range_tags(first, last))
+        visible_at = time.time()
+        degraded_from, windows = loop.degradation_summary(settings, config)
+        timeline.add(
+            "monitored",
+            f"degraded day runs: {windows or 'none'}",
+            run_id,
+            first_version,
+            degraded_from,
+        )
+        _summarize_monitoring(config)
+
+        step("sensor", "waiting for the daemon's retraining sensor")
+        instance = dg.DagsterInstance.get()
+        record = loop.wait_for_run(
+            instance,
+            ("mlops/trigger", "degradation"),
+            "retrain_churn",
+            visible_at - 1,
+            600,
+            lambda m: step("sensor", m),
+        )
+        launched_s = record.create_timestamp.timestamp() - visible_at
+        tags = loop.describe_run(instance, record.dagster_run.run_id)
+        timeline.add(
+            "retraining_launched",
+            f"{tags.get('mlops/reason', '')} (launched {launched_s:.0f}s after the monitoring run)",
+            record.dagster_run.run_id,
+        )
+        if record.dagster_run.status != dg.DagsterRunStatus.SUCCESS:
+            raise typer.Exit(
+                _fail(
+                    f"retraining run {record.dagster_run.run_id} ended {record.dagster_run.status.value}; the champion keeps serving"
+                )
+            )
+        canary_s = record.end_time - visible_at if record.end_time else float("nan")
+        challenger = _alias("challenger")
+        step(
+            "sensor",
+            f"retraining {record.dagster_run.run_id} done {canary_s:.0f}s after drift was visible: window {tags.get('mlops/window')}",
+        )
+        _summarize_training()
+        _summarize_serving(config)
+        if challenger is None:
+            timeline.add(
+                "gate_rejected",
+                "the retrained model did not clear the gate; champion unchanged",
+                record.dagster_run.run_id,
+            )
+        else:
+            timeline.add(
+                "canary_started",
+                f"v{challenger} takes {config.serving.canary_percent}% of customers",
+                record.dagster_run.run_id,
+                challenger,
+            )
+            first, last = plan.canary_days
+            step(
+                "canary",
+                f"replaying the labelled days {first} .. {last} through the canary split (their actuals are known)",
+            )
+            replay_at = time.time()
+            run_id = run_job("daily_scoring_job", _range_tags(first, last))
+            timeline.add(
+                "canary_traffic",
+                f"{first} .. {last} scored through the split, actuals filled",
+                run_id,
+                challenger,
+                last,
+            )
+            step("canary", "waiting for the daemon's canary sensor")
+            record = loop.wait_for_run(
+                instance,
+                ("mlops/trigger", "canary"),
+                None,
+                replay_at - 1,
+                300,
+                lambda m: step("canary", m),
+            )
+            numbers = loop.describe_run(instance, record.dagster_run.run_id).get(
+                "mlops/canary_numbers", "{}"
+            )
+            action = record.dagster_run.job_name.split("_")[0]
+            timeline.add(f"canary_{action}", numbers, record.dagster_run.run_id, challenger)
+            step(
+                "canary",
+                f"{record.dagster_run.job_name} {record.dagster_run.status.value}: {numbers}",
+            )
+        _summarize_serving(config)
+        timeline.add("serving", json.dumps(_status_split(config)), version=_alias("champion") or "")
+    finally:
+        loop.stop_daemon(daemon)
+    table = loop.write_timeline(settings, timeline)
+    _echo("timeline", f'mlops sql "select * from iceberg.{table} order by at"')
+    for event in timeline.events:
+        day = f" (data day {event['data_day']})" if event["data_day"] else ""
+        version = f" v{event['model_version']}" if event["model_version"] else ""
+        typer.echo(
+            f"  {event['at']:%H:%M:%S} {event['event']}{version}{day}: {event['detail'][:150]}"
+        )
+    if not keep_serving:
+        stop_server(settings, config.name)
+        _echo(
+            "serving",
+            "model server stopped (use --keep-serving, or `mlops deploy`, to keep one up)",
+        )
     _echo(
         "done",
-        f"in {time.perf_counter() - started:.1f}s. Open the UI with `make dev` (http://127.0.0.1:3000).",
+        f"in {time.perf_counter() - started:.1f}s. `mlops status` shows the state; `make dev` opens the UI.",
     )
+
+
+def _alias(alias: str) -> str | None:
+    from mlops_assets.models.registry import alias_version, client
+
+    return alias_version(client(get_settings()), "churn", alias)
+
+
+def _status_split(config) -> dict:
+    from mlops_assets.serving.rollout import current_spec
+
+    spec = current_spec(get_settings(), config)
+    return spec.split() if spec else {}
+
+
+def _summarize_serving(config) -> None:
+    from mlops_assets.serving.deployment import server_state
+
+    split = ", ".join(f"v{v}: {p}%" for v, p in _status_split(config).items())
+    state = server_state(get_settings(), config.name)
+    where = state["endpoint"] if state else "not running"
+    _echo("serving", f"{config.name}: {split or 'nothing deployed'} at {where}")
+
+
+def _summarize_monitoring(config) -> None:
+    from mlops_assets.monitoring.monitors import read_table
+
+    table = read_table(get_settings(), config)
+    status = table[table["metric"] == "status"]
+    for monitor, group in status.groupby("monitor"):
+        failed = sorted(str(d) for d in group.loc[group["breached"], "day"])
+        shown = ", ".join(failed[:6]) + (" ..." if len(failed) > 6 else "")
+        _echo("monitoring", f"{monitor}: {len(failed)}/{len(group)} days failed its check {shown}")
+
+
+@app.command()
+def status(model: str = typer.Argument("churn")) -> None:
+    """What serves, at what split, and the latest monitoring state."""
+    from mlops_assets.monitoring.monitors import read_table
+    from mlops_assets.serving.rollout import status as rollout_status
+
+    config = _model_config(model)
+    settings = get_settings()
+    state = rollout_status(settings, config)
+    aliases = ", ".join(f"{k}=v{v}" for k, v in state["aliases"].items() if v) or "none"
+    _echo("registry", f"{model}: {aliases}")
+    split = ", ".join(f"v{v}: {p}%" for v, p in state["split"].items()) or "nothing deployed"
+    server = state["server"]
+    _echo(
+        "serving",
+        f"{split}; "
+        + (
+            f"server {server['endpoint']} (pid {server['pid']})"
+            if server
+            else "no local server running"
+        ),
+    )
+    table = read_table(settings, config)
+    status_rows = table[table["metric"] == "status"]
+    if status_rows.empty:
+        _echo("monitoring", "no monitoring results yet")
+    for monitor, group in status_rows.sort_values("day").groupby("monitor"):
+        last = group.iloc[-1]
+        failed = int(group["breached"].sum())
+        _echo(
+            "monitoring",
+            f"{monitor}: last day {last['day']} {last['detail']}; {failed} failed day(s) in {len(group)}",
+        )
 
 
 dataset_app = typer.Typer(help="Versioned training sets (Feast + DVC).", no_args_is_help=True)

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from mlops_assets.defs import automation, dbt, features, landing, serving, training
+from mlops_assets.defs import automation, dbt, features, landing, monitoring, serving, training
 from mlops_assets.defs.executors import executor_for
 from mlops_assets.settings import get_environment
 
@@ -12,6 +12,7 @@ defs = dg.Definitions.merge(
     features.defs,
     training.defs,
     serving.defs,
+    monitoring.defs,
     automation.defs,
     dg.Definitions(executor=executor_for(get_environment())),
 )

@@ -39,7 +39,13 @@ def test_dagster_dev_loads_the_workspace(tmp_path: Path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        # The daemon evaluates the sensors: keep them on an empty data folder.
+        "MLOPS_DATA_DIR": str(tmp_path / "data"),
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
     proc = subprocess.Popen(
         [str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)],
         cwd=PROJECT_ROOT,
@@ -65,12 +71,38 @@ def test_dagster_dev_loads_the_workspace(tmp_path: Path):
                 pass
             time.sleep(1)
         assert locations == [{"name": "mlops_assets", "loadStatus": "LOADED"}]
-        nodes = _graphql(port, "{ assetNodes { assetKey { path } groupName } }")["data"][
-            "assetNodes"
-        ]
+        nodes = _graphql(
+            port,
+            "{ assetNodes { assetKey { path } groupName "
+            "assetChecksOrError { ... on AssetChecks { checks { name } } } } }",
+        )["data"]["assetNodes"]
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
         assert "warehouse/gold/customer_features" in keys
         assert "landing/orders" in keys
+        checks = {
+            "/".join(n["assetKey"]["path"]): {c["name"] for c in n["assetChecksOrError"]["checks"]}
+            for n in nodes
+        }
+        assert checks["monitoring/churn/feature_drift"] == {"feature_drift_within_thresholds"}
+        assert checks["deployments/churn/endpoint"] == {"endpoint_serves_the_registry_champion"}
+        # The daemon that `dagster dev` runs evaluates the sensors (nothing degraded here: skips).
+        ticks = {}
+        while time.monotonic() < deadline + 60 and len(ticks) < 2:
+            repos = _graphql(
+                port,
+                "{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name "
+                "sensorState { status ticks(limit: 1) { status skipReason } } } } } } }",
+            )["data"]["repositoriesOrError"]["nodes"]
+            sensors = {s["name"]: s["sensorState"] for r in repos for s in r["sensors"]}
+            assert {k: v["status"] for k, v in sensors.items()} == {
+                "retrain_churn_on_degradation": "RUNNING",
+                "canary_churn": "RUNNING",
+            }
+            ticks = {k: v["ticks"][0] for k, v in sensors.items() if v["ticks"]}
+            time.sleep(2)
+        assert ticks["retrain_churn_on_degradation"]["status"] == "SKIPPED"
+        assert "no degradation" in ticks["retrain_churn_on_degradation"]["skipReason"]
+        assert ticks["canary_churn"]["skipReason"] == "no canary running"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

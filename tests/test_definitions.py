@@ -31,6 +31,10 @@ EXPECTED_ASSETS = {
     "predictions/churn/daily": "serving",
     "predictions/churn/actuals": "serving",
     "deployments/churn/endpoint": "deployment",
+    "monitoring/churn/performance": "monitoring",
+    "monitoring/churn/feature_drift": "monitoring",
+    "monitoring/churn/prediction_drift": "monitoring",
+    "monitoring/churn/data_quality": "monitoring",
 }
 
 
@@ -97,6 +101,7 @@ def test_each_model_config_gets_a_retraining_job_and_schedule():
     defs, repo = _repo()
     job = defs.resolve_job_def("retrain_churn")
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
+        "datasets/churn_v1",
         "models/churn/candidate",
         "models/churn/promotion",
         "deployments/churn/endpoint",
@@ -118,3 +123,29 @@ def test_promote_and_rollback_are_jobs_and_deployment_has_its_check():
         k.name for k in repo.asset_graph.asset_check_keys if k.asset_key.path[0] == "deployments"
     }
     assert checks == {"endpoint_serves_the_registry_champion"}
+
+
+def test_monitoring_assets_have_failing_checks_a_job_schedules_and_sensors():
+    _, repo = _repo()
+    checks = {
+        (k.asset_key.path[-1], k.name)
+        for k in repo.asset_graph.asset_check_keys
+        if k.asset_key.path[0] == "monitoring"
+    }
+    assert checks == {
+        ("performance", "performance_within_thresholds"),
+        ("feature_drift", "feature_drift_within_thresholds"),
+        ("prediction_drift", "prediction_drift_within_thresholds"),
+        ("data_quality", "data_quality_within_thresholds"),
+    }
+    schedules = {s.name: s.cron_schedule for s in repo.schedule_defs}
+    assert schedules == {
+        "daily_lakehouse_schedule": "0 1 * * *",
+        "daily_scoring_schedule": "0 3 * * *",
+        "daily_monitoring_schedule": "0 4 * * *",
+        "retrain_churn_schedule": "0 2 * * 0",
+    }
+    sensors = {s.name: s for s in repo.sensor_defs}
+    assert sensors["retrain_churn_on_degradation"].job_name == "retrain_churn"
+    assert {j.name for j in sensors["canary_churn"].jobs} == {"promote_churn", "rollback_churn"}
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())

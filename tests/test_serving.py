@@ -15,9 +15,13 @@ from mlops_assets.features.store import materialize_window
 from mlops_assets.models.config import model_configs
 from mlops_assets.models.promotion import history, set_alias
 from mlops_assets.models.registry import CHALLENGER, CHAMPION, alias_version, client, load_model
-from mlops_assets.serving.deployment import DeploymentError, read_spec, stop_server
+from mlops_assets.serving.deployment import (
+    DeploymentError,
+    challenger_share,
+    read_spec,
+    stop_server,
+)
 from mlops_assets.serving.iceberg import catalog
-from mlops_assets.serving.predictor import challenger_share
 from mlops_assets.serving.rollout import RolloutError, deploy, promote, rollback
 from mlops_assets.settings import get_settings
 from tests.conftest import build_shop, free_port, register_quick_model

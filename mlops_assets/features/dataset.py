@@ -54,13 +54,18 @@ class DatasetSummary:
         }
 
 
-def load_labels(settings: Settings) -> pd.DataFrame:
-    """The label table (entity, as-of time, label) from the warehouse."""
+def load_labels(settings: Settings, known_by: dt.datetime | None = None) -> pd.DataFrame:
+    """The label table (entity, as-of time, label) from the warehouse; with `known_by`, only the
+    labels whose window had closed by then (a training set as it could have been built that day)."""
+    where = ""
+    if known_by is not None:
+        naive = known_by.astimezone(dt.UTC).replace(tzinfo=None) if known_by.tzinfo else known_by
+        where = f" where label_available_at <= timestamp '{naive:%Y-%m-%d %H:%M:%S}'"
     if settings.env is Environment.PROD:
         from mlops_assets.trino import trino_query
 
         return trino_query(
-            settings, f"select {ENTITY}, {TIMESTAMP}, {LABEL} from gold.churn_labels"
+            settings, f"select {ENTITY}, {TIMESTAMP}, {LABEL} from gold.churn_labels{where}"
         )
     import duckdb
 
@@ -69,7 +74,9 @@ def load_labels(settings: Settings) -> pd.DataFrame:
         raise DatasetError(
             f"no label table at {path}: materialize warehouse/gold/churn_labels first"
         )
-    return duckdb.sql(f"select {ENTITY}, {TIMESTAMP}, {LABEL} from read_parquet('{path}')").df()
+    return duckdb.sql(
+        f"select {ENTITY}, {TIMESTAMP}, {LABEL} from read_parquet('{path}'){where}"
+    ).df()
 
 
 def validate_labels(labels: pd.DataFrame, now: dt.datetime) -> None:

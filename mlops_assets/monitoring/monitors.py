@@ -121,17 +121,17 @@ def write_result(settings: Settings, config: ModelConfig, result: MonitorResult)
 
     table = ensure_table(catalog(settings), config)
     now = dt.datetime.now(dt.UTC)
-    rows = result.rows or [
-        {
-            "metric": "status",
-            "feature": "",
-            "model_version": "",
-            "value": None,
-            "threshold": None,
-            "breached": False,
-            "detail": result.status,
-        }
-    ]
+    # One status row per monitor and day: what the sensors read (1 = the check failed).
+    status = {
+        "metric": "status",
+        "feature": "",
+        "model_version": "",
+        "value": 1.0 if result.breached else 0.0,
+        "threshold": None,
+        "breached": result.breached,
+        "detail": result.status,
+    }
+    rows = [status, *result.rows]
     frame = pd.DataFrame(rows).assign(day=result.day, monitor=result.monitor, computed_at=now)
     arrow = pa.Table.from_pandas(frame[SCHEMA.names], schema=SCHEMA, preserve_index=False)
     with warnings.catch_warnings():
@@ -186,7 +186,8 @@ def reference(settings: Settings, config: ModelConfig, version: str) -> pd.DataF
     sample = train.sample(min(len(train), 20_000), random_state=0)
     model = load_model(settings, config.registered_model, version)
     columns = [str(c) for c in model.feature_names_in_]
-    out = sample[[n for n in names if n in sample.columns]].copy()
+    # The model's own inputs (raw timestamps are not features; recency is).
+    out = sample[[n for n in names if n in columns]].copy()
     out["__score"] = model.predict_proba(sample[columns])[:, 1]
     out.to_parquet(path, index=False)
     return out
@@ -203,6 +204,25 @@ def _predictions(settings: Settings, config: ModelConfig, day: dt.date) -> pd.Da
 
     table = predictions_table(catalog(settings), config)
     return table.scan(row_filter=EqualTo("prediction_date", day)).to_pandas()
+
+
+def _daily_counts(
+    settings: Settings, config: ModelConfig, first: dt.date, last: dt.date
+) -> dict[dt.date, int]:
+    """Predictions per day in [first, last], from one scan."""
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
+
+    from mlops_assets.serving.batch import ensure_table as predictions_table
+    from mlops_assets.serving.iceberg import catalog
+
+    table = predictions_table(catalog(settings), config)
+    days = table.scan(
+        row_filter=And(
+            GreaterThanOrEqual("prediction_date", first), LessThanOrEqual("prediction_date", last)
+        ),
+        selected_fields=("prediction_date",),
+    ).to_arrow()["prediction_date"]
+    return pd.Series(days.to_pylist(), dtype=object).value_counts().to_dict()
 
 
 def performance(settings: Settings, config: ModelConfig, day: dt.date) -> MonitorResult:
@@ -356,10 +376,8 @@ def data_quality(
     limits = config.monitoring
     result = MonitorResult("data_quality", day, "ok", {})
     rows = _predictions(settings, config, day)
-    trailing = [
-        len(_predictions(settings, config, day - dt.timedelta(days=k))) for k in range(1, 8)
-    ]
-    trailing = [n for n in trailing if n > 0]
+    counts = _daily_counts(settings, config, day - dt.timedelta(days=7), day - dt.timedelta(days=1))
+    trailing = [n for n in counts.values() if n > 0]
     baseline = float(np.median(trailing)) if trailing else None
     breaches = []
     result.row("rows_scored", len(rows), limits.min_rows, breached=len(rows) < limits.min_rows)

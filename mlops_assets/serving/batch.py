@@ -123,14 +123,30 @@ def score(
     features: pd.DataFrame,
     day: dt.date,
     now: dt.datetime,
+    challenger: tuple[Any, str, int] | None = None,
 ) -> pa.Table:
+    """Score every row with the champion; with a canary (challenger model, version, percent) the
+    same customers the online split sends to the challenger are scored by it (sticky hash)."""
     from mlops_assets.models.training import feature_frame
     from mlops_assets.serving.label_engine import apply_rules
 
     if features.empty:
         raise ScoringError(f"no active customers with features on {day}")
     names = [c for c in features.columns if c != "customer_id"]
-    scores = model.predict_proba(feature_frame(features, names))[:, 1]
+    X = feature_frame(features, names)
+    scores = model.predict_proba(X)[:, 1]
+    versions = np.full(len(features), model_version, dtype=object)
+    if challenger is not None:
+        from mlops_assets.serving.deployment import challenger_share
+
+        challenger_model, challenger_version, percent = challenger
+        salt = f"{config.name}:{challenger_version}"
+        to_challenger = np.array(
+            [challenger_share(int(c), salt) < percent for c in features["customer_id"]], dtype=bool
+        )
+        if to_challenger.any():
+            scores[to_challenger] = challenger_model.predict_proba(X[to_challenger])[:, 1]
+            versions[to_challenger] = challenger_version
     labels = apply_rules(scores, features, config.label_engine, config.decision_threshold)
     import pyarrow.compute as pc
 
@@ -148,7 +164,7 @@ def score(
             "score": scores,
             "risk_band": pa.array(labels["risk_band"], pa.string()),
             "rule": pa.array(labels["rule"], pa.string()),
-            "model_version": pa.array([model_version] * n, pa.string()),
+            "model_version": pa.array(versions, pa.string()),
             "prediction_date": pa.array(np.full(n, np.datetime64(day, "D"))).cast(pa.date32()),
             "prediction_timestamp": pa.array(np.full(n, micros, dtype="int64")).cast(timestamp),
             "actual": pa.nulls(n, pa.int32()),
@@ -175,20 +191,36 @@ def score_day(
 ) -> dict[str, Any]:
     from mlops_assets.models.registry import CHAMPION, alias_version, client, load_model
     from mlops_assets.serving.iceberg import catalog
+    from mlops_assets.serving.rollout import current_spec
 
     version = alias_version(client(settings), config.registered_model, CHAMPION)
     if version is None:
         raise ScoringError(f"model {config.registered_model} has no champion to score with")
     model = load_model(settings, config.registered_model, version)
+    # The deployed canary, if any, gets the same share of customers as online.
+    spec = current_spec(settings, config)
+    challenger = None
+    if (
+        spec
+        and spec.challenger_version
+        and spec.canary_percent
+        and spec.champion_version == version
+    ):
+        challenger = (
+            load_model(settings, config.registered_model, spec.challenger_version),
+            spec.challenger_version,
+            spec.canary_percent,
+        )
     as_of = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     features = offline_features(store, config.feature_service, as_of)
-    rows = score(config, model, version, features, day, dt.datetime.now(dt.UTC))
+    rows = score(config, model, version, features, day, dt.datetime.now(dt.UTC), challenger)
     table = ensure_table(catalog(settings), config)
     write_day(table, day, rows)
     bands = pd.Series(rows["risk_band"].to_numpy(zero_copy_only=False)).value_counts().to_dict()
     return {
         "rows": rows.num_rows,
         "model_version": version,
+        "canary": f"v{challenger[1]} at {challenger[2]}%" if challenger else "none",
         "mean_score": float(np.mean(rows["score"].to_numpy())),
         "positive_rate": float(np.mean(rows["prediction"].to_numpy())),
         "risk_bands": bands,

@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,12 @@ class DeploymentSpec(BaseModel):
             self.champion_version: 100 - self.canary_percent,
             self.challenger_version: self.canary_percent,
         }
+
+
+def challenger_share(customer_id: int, salt: str) -> int:
+    """A stable number in [0, 100) per customer: the canary split is sticky per customer (salted with
+    the challenger version, so each canary samples different customers)."""
+    return zlib.crc32(f"{salt}:{customer_id}".encode()) % 100
 
 
 def serving_dir(settings: Settings, model: str) -> Path:

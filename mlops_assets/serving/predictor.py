@@ -13,7 +13,6 @@ import datetime as dt
 import logging
 import time
 import uuid
-import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from prometheus_client import Counter, Histogram
 
 from mlops_assets.models.config import ModelConfig
 from mlops_assets.serving.compiled import CompiledChurnModel
-from mlops_assets.serving.deployment import DeploymentSpec
+from mlops_assets.serving.deployment import DeploymentSpec, challenger_share
 from mlops_assets.serving.label_engine import apply_rules
 from mlops_assets.settings import Settings
 
@@ -106,11 +105,6 @@ def load_arm(
         if not np.allclose(arm.predict(rows), scores, rtol=1e-9, atol=1e-12):
             arm = Arm(role, version, estimator, columns, None)
     return arm
-
-
-def challenger_share(customer_id: int, salt: str) -> int:
-    """A stable number in [0, 100) per customer: the canary split is sticky per customer."""
-    return zlib.crc32(f"{salt}:{customer_id}".encode()) % 100
 
 
 class ChurnPredictor(Model):

@@ -17,7 +17,7 @@ from typing import Any
 from mlops_assets.models.config import ModelConfig
 from mlops_assets.models.promotion import record, set_alias
 from mlops_assets.models.registry import CHALLENGER, CHAMPION, alias_version, client
-from mlops_assets.serving.deployment import DeploymentSpec, deploy_local, read_spec
+from mlops_assets.serving.deployment import DeploymentSpec, deploy_local
 from mlops_assets.settings import Environment, Settings
 
 PREVIOUS_CHAMPION = "previous_champion"
@@ -49,19 +49,44 @@ def desired_spec(
 
 
 def apply_spec(settings: Settings, config: ModelConfig, spec: DeploymentSpec) -> dict[str, Any]:
-    """Serve `spec`: the local model server, or an InferenceService in prod."""
+    """Serve `spec`: the local model server, or an InferenceService in prod; then record it as
+    the current deployment (the canary sensor and `mlops status` read it back)."""
     if settings.env is Environment.PROD:
         from mlops_assets.serving.inference_service import apply, render, validate
 
         manifest = render(config, spec)
         validate(manifest)
         applied = apply(manifest)
-        return {
+        where = {
             "inference_service": f"{config.serving.namespace}/{config.name}",
             "applied": bool(applied),
         }
-    state = deploy_local(settings, config, spec)
-    return {"endpoint": state["endpoint"], "pid": state["pid"]}
+    else:
+        state = deploy_local(settings, config, spec)
+        where = {"endpoint": state["endpoint"], "pid": state["pid"]}
+    record(
+        settings,
+        config.registered_model,
+        spec.challenger_version or spec.champion_version,
+        "deployment",
+        "serving",
+        spec.actor,
+        spec.reason,
+        {"spec": spec.model_dump(mode="json"), "split": spec.split()},
+    )
+    return where
+
+
+def current_spec(settings: Settings, config: ModelConfig) -> DeploymentSpec | None:
+    """The last deployment that became ready (from the decision log, the same in both profiles)."""
+    import json
+
+    from mlops_assets.models.promotion import history
+
+    for event in reversed(history(settings, config.registered_model)):
+        if event["event"] == "deployment":
+            return DeploymentSpec.model_validate(json.loads(event["metrics"])["spec"])
+    return None
 
 
 def deploy(
@@ -69,18 +94,7 @@ def deploy(
 ) -> dict[str, Any]:
     spec = desired_spec(settings, config, actor, reason)
     where = apply_spec(settings, config, spec)
-    current = read_spec(settings, config.name)
-    record(
-        settings,
-        config.registered_model,
-        spec.challenger_version or spec.champion_version,
-        "deployment",
-        "serving",
-        actor,
-        reason,
-        {"split": spec.split()},
-    )
-    return {"spec": (current or spec).model_dump(mode="json"), **where}
+    return {"spec": spec.model_dump(mode="json"), **where}
 
 
 def promote(settings: Settings, config: ModelConfig, actor: str, reason: str) -> dict[str, Any]:
@@ -146,7 +160,7 @@ def status(settings: Settings, config: ModelConfig) -> dict[str, Any]:
 
     mlflow_client = client(settings)
     name = config.registered_model
-    spec = read_spec(settings, config.name)
+    spec = current_spec(settings, config)
     return {
         "aliases": {
             alias: alias_version(mlflow_client, name, alias)

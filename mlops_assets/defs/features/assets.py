@@ -87,6 +87,13 @@ def feast_online_features(context: dg.AssetExecutionContext, feature_store: Feat
     )
 
 
+class DatasetConfig(dg.Config):
+    """Empty: every label known now. A date: only labels whose window had closed by then (how the
+    first model of the demo is trained on the history before a drift)."""
+
+    labels_known_by: str | None = None
+
+
 @dg.asset(
     key=CHURN_DATASET,
     deps=[REGISTRY, GOLD_LABELS, GOLD_FEATURES],
@@ -97,14 +104,28 @@ def feast_online_features(context: dg.AssetExecutionContext, feature_store: Feat
         "service, split by time, versioned with DVC (hash and remote in metadata)."
     ),
 )
-def churn_training_dataset(context: dg.AssetExecutionContext, feature_store: FeatureStoreResource):
+def churn_training_dataset(
+    context: dg.AssetExecutionContext,
+    feature_store: FeatureStoreResource,
+    config: DatasetConfig,
+):
     from mlops_assets.features.dataset import DatasetError, build_training_set, load_labels
     from mlops_assets.features.versioning import VersioningError, commit_and_push
 
     settings = feature_store.settings()
     out_dir = settings.datasets_dir / SERVICE
+    known_by = None
+    if config.labels_known_by:
+        try:
+            known_by = dt.datetime.combine(
+                dt.date.fromisoformat(config.labels_known_by), dt.time(), dt.UTC
+            )
+        except ValueError:
+            raise dg.Failure(
+                f"labels_known_by must be a date (YYYY-MM-DD), got {config.labels_known_by!r}"
+            ) from None
     try:
-        labels = load_labels(settings)
+        labels = load_labels(settings, known_by)
         summary = build_training_set(feature_store.store(), SERVICE, labels, out_dir)
         version = commit_and_push(settings, SERVICE)
     except (DatasetError, VersioningError) as err:

@@ -7,12 +7,13 @@ from mlops_assets.defs.serving.assets import build_serving_assets
 from mlops_assets.defs.serving.deployment import build_deployment
 from mlops_assets.models.config import model_configs
 
-_assets, _jobs = [], []
+_assets, _jobs, _sensors = [], [], []
 for _config in model_configs().values():
     _assets += build_serving_assets(_config)
-    assets, jobs, _ = build_deployment(_config)
+    assets, jobs, sensors = build_deployment(_config)
     _assets += assets
     _jobs += jobs
+    _sensors += sensors
 
 # Uses the `training` resource (MLflow registry, settings) that the training domain provides.
-defs = dg.Definitions(assets=_assets, jobs=_jobs)
+defs = dg.Definitions(assets=_assets, jobs=_jobs, sensors=_sensors)

@@ -72,8 +72,10 @@ def build_deployment(config: ModelConfig) -> tuple[list, list, list]:
             metadata={"serving": metadata["champion_version"], "registry_champion": champion or ""},
         )
 
+    from mlops_assets.defs.monitoring.sensors import canary_sensor
+
     jobs = [_rollout_job(config, "promote"), _rollout_job(config, "rollback")]
-    return [deployment], jobs, []
+    return [deployment], jobs, [canary_sensor(config, jobs)]
 
 
 class RolloutConfig(dg.Config):

@@ -121,11 +121,14 @@ def build_model_assets(config: ModelConfig) -> tuple[list, list, list]:
     retrain_job = dg.define_asset_job(
         name=f"retrain_{config.name}",
         selection=dg.AssetSelection.assets(
-            candidate_key, promotion_key, dg.AssetKey(["deployments", config.name, "endpoint"])
+            dataset_key,
+            candidate_key,
+            promotion_key,
+            dg.AssetKey(["deployments", config.name, "endpoint"]),
         ),
         description=(
-            f"Train {config.name} on the current dataset version with KFP, register it, run the "
-            "gate, and deploy: a new challenger goes out as a canary."
+            f"Build a fresh {config.feature_service} dataset, train {config.name} on it with KFP, "
+            "register it, run the gate, and deploy: a new challenger goes out as a canary."
         ),
         tags={"mlops/model": config.name},
     )
