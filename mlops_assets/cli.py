@@ -69,14 +69,25 @@ def generate(
     )
 
 
-def run_job(name: str, tags: dict[str, str] | None = None, run_config: dict | None = None) -> str:
+def run_job(
+    name: str,
+    tags: dict[str, str] | None = None,
+    run_config: dict | None = None,
+    exclude: list[list[str]] | None = None,
+) -> str:
     """Run a job of the code location in this process, on the local instance; returns the run id."""
     import dagster as dg
 
     from mlops_assets.definitions import defs
 
-    result = defs.resolve_job_def(name).execute_in_process(
+    job = defs.resolve_job_def(name)
+    selection = None
+    if exclude:
+        skip = {dg.AssetKey(k) for k in exclude}
+        selection = [k for k in job.asset_layer.selected_asset_keys if k not in skip]
+    result = job.execute_in_process(
         instance=dg.DagsterInstance.get(),
+        asset_selection=selection,
         tags={"mlops/trigger": "mlops demo", **(tags or {})},
         run_config={
             "loggers": {"console": {"config": {"log_level": "WARNING"}}},
@@ -99,17 +110,11 @@ def _range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
     }
 
 
-def materialize_history(days: int) -> str:
+def materialize_history(days: int, exclude: list[list[str]] | None = None) -> str:
     """Run the daily lakehouse job over `days` landing days as one run; returns the run id."""
     first = get_settings().start_date
     last = first + dt.timedelta(days=days - 1)
-    return run_job(
-        "daily_lakehouse_job",
-        {
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-        },
-    )
+    return run_job("daily_lakehouse_job", _range_tags(first, last), exclude=exclude)
 
 
 def _fail(message: str) -> int:

@@ -47,12 +47,15 @@ class Plan:
         return self.last_day - dt.timedelta(days=self.window_days)
 
     @property
-    def score_days(self) -> tuple[dt.date, dt.date]:
-        return self.drift_day - dt.timedelta(days=45), self.labels_end
+    def monitor_days(self) -> tuple[dt.date, dt.date]:
+        """The last weeks whose performance is measurable (actuals due) and drift is visible."""
+        return self.labels_end - dt.timedelta(days=17), self.labels_end
 
     @property
-    def monitor_days(self) -> tuple[dt.date, dt.date]:
-        return self.drift_day - dt.timedelta(days=7), self.drift_day + dt.timedelta(days=21)
+    def score_days(self) -> tuple[dt.date, dt.date]:
+        """Monitoring day D evaluates the predictions of D - 31 (their actuals are due by D)."""
+        first = self.monitor_days[0] - dt.timedelta(days=self.window_days + 1)
+        return first, self.labels_end
 
     @property
     def canary_days(self) -> tuple[dt.date, dt.date]:

@@ -121,6 +121,8 @@ class MonitoringConfig(BaseModel):
 
     # performance against delayed actuals (the prediction day whose actuals are due)
     min_roc_auc: float = Field(0.70, ge=0, le=1)
+    # ... and at most this far below the version's own ROC AUC on its holdout (from MLflow)
+    max_roc_auc_drop: float = Field(0.03, ge=0, le=1)
     max_ece: float = Field(0.10, ge=0, le=1)
     min_labelled_rows: int = Field(200, ge=1)
     # feature drift against the champion's training data: a feature drifts when both hold

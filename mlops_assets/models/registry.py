@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from mlops_assets.settings import Settings, get_settings
@@ -118,7 +119,14 @@ def alias_version(mlflow_client: MlflowClient, model: str, alias: str) -> str | 
 
 
 def load_model(settings: Settings, model: str, version: str) -> Any:
+    """A registered version's estimator. Versions are immutable, so a process keeps the few it
+    loaded (a daily scoring run over many days loads each once)."""
+    client(settings)
+    return _load(tracking_uri(settings), model, version)
+
+
+@lru_cache(maxsize=8)
+def _load(uri: str, model: str, version: str) -> Any:
     import mlflow
 
-    client(settings)
     return mlflow.sklearn.load_model(f"models:/{model}/{version}")

@@ -225,6 +225,18 @@ def _daily_counts(
     return pd.Series(days.to_pylist(), dtype=object).value_counts().to_dict()
 
 
+def _holdout_auc(settings: Settings, config: ModelConfig, version: str) -> float | None:
+    """The version's ROC AUC on its training holdout, as logged to MLflow."""
+    from mlops_assets.models.registry import client
+
+    mlflow_client = client(settings)
+    try:
+        run_id = mlflow_client.get_model_version(config.registered_model, version).run_id
+        return mlflow_client.get_run(run_id).data.metrics.get("model_test_roc_auc")
+    except Exception:  # an unregistered version (e.g. a deleted one): no relative floor
+        return None
+
+
 def performance(settings: Settings, config: ModelConfig, day: dt.date) -> MonitorResult:
     from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
@@ -262,9 +274,14 @@ def performance(settings: Settings, config: ModelConfig, day: dt.date) -> Monito
         auc = float(roc_auc_score(y, score))
         ece = expected_calibration_error(y, score)
         predicted = (score >= config.decision_threshold).astype(int)
-        result.row(
-            "roc_auc", auc, limits.min_roc_auc, breached=auc < limits.min_roc_auc, version=version
-        )
+        # The floor: the config's absolute minimum, or the serving versions' own holdout AUC minus
+        # the allowed drop, whichever is higher.
+        served = [version] if version else sorted(group["model_version"].astype(str).unique())
+        holdout = [h for h in (_holdout_auc(settings, config, v) for v in served) if h is not None]
+        floor = max([limits.min_roc_auc] + [h - limits.max_roc_auc_drop for h in holdout])
+        result.row("roc_auc", auc, floor, breached=auc < floor, version=version)
+        if holdout:
+            result.row("holdout_roc_auc", float(np.mean(holdout)), version=version)
         result.row("ece", ece, limits.max_ece, breached=ece > limits.max_ece, version=version)
         result.row(
             "precision", float(precision_score(y, predicted, zero_division=0)), version=version

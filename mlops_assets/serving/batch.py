@@ -174,21 +174,24 @@ def score(
     )
 
 
-def write_day(table: Any, day: dt.date, rows: pa.Table) -> None:
-    """Replace the day's partition in one commit (a re-run never duplicates)."""
+def write_days(table: Any, days: list[dt.date], rows: pa.Table) -> None:
+    """Replace the days' partitions in one commit (a re-run never duplicates; a range is one
+    snapshot, not one per day)."""
     import warnings
 
-    from pyiceberg.expressions import EqualTo
+    from pyiceberg.expressions import In
 
     with warnings.catch_warnings():
         # A first run of a day has nothing to replace; pyiceberg warns about that.
         warnings.filterwarnings("ignore", "Delete operation did not match any records")
-        table.overwrite(rows, overwrite_filter=EqualTo("prediction_date", day))
+        table.overwrite(rows, overwrite_filter=In("prediction_date", list(days)))
 
 
-def score_day(
-    settings: Settings, config: ModelConfig, store: FeatureStore, day: dt.date
+def score_days(
+    settings: Settings, config: ModelConfig, store: FeatureStore, days: list[dt.date]
 ) -> dict[str, Any]:
+    """Score each day with the champion (and the deployed canary's share with the challenger), then
+    replace all those days in one commit. Returns per-day summaries and the totals."""
     from mlops_assets.models.registry import CHAMPION, alias_version, client, load_model
     from mlops_assets.serving.iceberg import catalog
     from mlops_assets.serving.rollout import current_spec
@@ -211,29 +214,46 @@ def score_day(
             spec.challenger_version,
             spec.canary_percent,
         )
-    as_of = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    features = offline_features(store, config.feature_service, as_of)
-    rows = score(config, model, version, features, day, dt.datetime.now(dt.UTC), challenger)
+    now = dt.datetime.now(dt.UTC)
+    tables, per_day = [], {}
+    for day in days:
+        as_of = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+        features = offline_features(store, config.feature_service, as_of)
+        rows = score(config, model, version, features, day, now, challenger)
+        tables.append(rows)
+        per_day[str(day)] = {
+            "rows": rows.num_rows,
+            "mean_score": float(np.mean(rows["score"].to_numpy())),
+            "positive_rate": float(np.mean(rows["prediction"].to_numpy())),
+        }
     table = ensure_table(catalog(settings), config)
-    write_day(table, day, rows)
-    bands = pd.Series(rows["risk_band"].to_numpy(zero_copy_only=False)).value_counts().to_dict()
+    write_days(table, days, pa.concat_tables(tables))
+    last = tables[-1]
+    bands = pd.Series(last["risk_band"].to_numpy(zero_copy_only=False)).value_counts().to_dict()
     return {
-        "rows": rows.num_rows,
+        "rows": sum(t.num_rows for t in tables),
+        "days": per_day,
         "model_version": version,
         "canary": f"v{challenger[1]} at {challenger[2]}%" if challenger else "none",
-        "mean_score": float(np.mean(rows["score"].to_numpy())),
-        "positive_rate": float(np.mean(rows["prediction"].to_numpy())),
+        "mean_score": per_day[str(days[-1])]["mean_score"],
+        "positive_rate": per_day[str(days[-1])]["positive_rate"],
         "risk_bands": bands,
         "table": table_name(config),
         "snapshot_id": table.refresh().current_snapshot().snapshot_id,
     }
 
 
+def score_day(
+    settings: Settings, config: ModelConfig, store: FeatureStore, day: dt.date
+) -> dict[str, Any]:
+    return score_days(settings, config, store, [day])
+
+
 def fill_actuals(settings: Settings, config: ModelConfig, window_days: int = 30) -> dict[str, Any]:
     """Fill `actual` for every scored day whose churn window has passed in the warehouse: churned
     (1) if the customer placed no order in the `window_days` after the prediction's as-of time.
-    Days still inside their window keep null actuals; each filled day is replaced in one commit."""
-    from pyiceberg.expressions import EqualTo
+    Days still inside their window keep null actuals; the filled days are replaced in one commit."""
+    from pyiceberg.expressions import In
 
     from mlops_assets.serving.iceberg import catalog
 
@@ -245,19 +265,25 @@ def fill_actuals(settings: Settings, config: ModelConfig, window_days: int = 30)
     orders = _orders(settings)
     # Landed data runs to the end of the last order's day (the same horizon gold labels use).
     data_end = orders["ordered_at"].max().normalize() + pd.Timedelta(days=1)
+    due = [
+        day for day in days if pd.Timestamp(day) + pd.Timedelta(days=1 + window_days) <= data_end
+    ]
     filled: dict[str, int] = {}
-    for day in days:
-        as_of = pd.Timestamp(day) + pd.Timedelta(days=1)
-        known_at = as_of + pd.Timedelta(days=window_days)
-        if known_at > data_end:
-            continue
-        rows = table.scan(row_filter=EqualTo("prediction_date", day)).to_pandas()
-        window = orders[(orders["ordered_at"] >= as_of) & (orders["ordered_at"] < known_at)]
-        active = set(window["customer_id"].unique().tolist())
-        rows["actual"] = (~rows["customer_id"].isin(active)).astype("int32")
-        rows["actual_timestamp"] = known_at.tz_localize("UTC")
-        write_day(table, day, pa.Table.from_pandas(rows, schema=SCHEMA, preserve_index=False))
-        filled[str(day)] = len(rows)
+    if due:
+        rows = table.scan(row_filter=In("prediction_date", due)).to_pandas()
+        parts = []
+        for day, group in rows.groupby("prediction_date"):
+            as_of = pd.Timestamp(day) + pd.Timedelta(days=1)
+            known_at = as_of + pd.Timedelta(days=window_days)
+            window = orders[(orders["ordered_at"] >= as_of) & (orders["ordered_at"] < known_at)]
+            active = set(window["customer_id"].unique().tolist())
+            group = group.copy()
+            group["actual"] = (~group["customer_id"].isin(active)).astype("int32")
+            group["actual_timestamp"] = known_at.tz_localize("UTC")
+            parts.append(group)
+            filled[str(day)] = len(group)
+        frame = pd.concat(parts, ignore_index=True)
+        write_days(table, due, pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False))
     return {
         "filled_days": filled,
         "data_end": str(data_end),

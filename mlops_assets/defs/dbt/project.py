@@ -26,11 +26,35 @@ def lakehouse_project() -> DbtProject:
 
 
 def prepare_manifest() -> Path:
-    """Runs `dbt parse` for the current target and returns the manifest path."""
-    get_settings().export_dbt_env()
+    """Runs `dbt parse` for the current target and returns the manifest path; skipped when the
+    manifest was parsed from the same project files with the same environment (a stamp beside it)."""
+    import hashlib
+    import json
+
+    settings = get_settings()
+    settings.export_dbt_env()
     project = lakehouse_project()
+    sources = sorted(
+        p
+        for p in DBT_PROJECT_DIR.rglob("*")
+        if p.is_file()
+        and p.suffix in {".sql", ".yml", ".yaml", ".csv", ".md"}
+        and p.relative_to(DBT_PROJECT_DIR).parts[0] not in {"target", "dbt_packages", "logs"}
+    )
+    digest = hashlib.sha256(json.dumps(settings.dbt_env(), sort_keys=True).encode())
+    for path in sources:
+        digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode())
+        digest.update(path.read_bytes())
+    stamp = project.manifest_path.with_name("manifest.stamp")
+    if (
+        project.manifest_path.exists()
+        and stamp.exists()
+        and stamp.read_text() == digest.hexdigest()
+    ):
+        return project.manifest_path
     dbt = DbtCliResource(project_dir=project, target=project.target, dbt_executable=DBT_EXECUTABLE)
     dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    stamp.write_text(digest.hexdigest())
     return project.manifest_path
 
 

@@ -66,12 +66,18 @@ def retrain_sensor(config: ModelConfig) -> dg.SensorDefinition:
         context.update_cursor(
             json.dumps({"handled": sorted(handled | {window.key}), "last_launch": now.isoformat()})
         )
+        # Train on what was known when the degradation became conclusive (in production that is
+        # every label known today; in the time-compressed demo it keeps later labels out).
+        conclusive = window.start + dt.timedelta(days=config.monitoring.consecutive_days - 1)
+        known_by = (conclusive + dt.timedelta(days=1)).isoformat()
         return dg.RunRequest(
             run_key=f"retrain-{config.name}-{window.key}",
+            run_config={"ops": {"datasets__churn_v1": {"config": {"labels_known_by": known_by}}}},
             tags={
                 TRIGGER_TAG: "degradation",
                 "mlops/model": config.name,
                 "mlops/window": f"{window.start}..{window.end}",
+                "mlops/labels_known_by": known_by,
                 "mlops/reason": decision.reason[:MAX_TAG],
                 "mlops/evidence": json.dumps(decision.evidence, sort_keys=True)[:MAX_TAG],
             },

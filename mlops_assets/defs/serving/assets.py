@@ -26,26 +26,25 @@ def build_serving_assets(config: ModelConfig) -> list[dg.AssetsDefinition]:
     )
     def batch_predictions(context: dg.AssetExecutionContext, training: TrainingResource):
         from mlops_assets.features.store import feature_store
-        from mlops_assets.serving.batch import ScoringError, score_day
+        from mlops_assets.serving.batch import ScoringError, score_days
 
         days = partition_days(context)
         if not days:
             raise dg.Failure("batch predictions are daily-partitioned: pick a day or a range")
         settings = training.settings()
         store = feature_store(settings)
-        totals = {"rows": 0}
-        for day in days:
-            try:
-                result = score_day(settings, config, store, day)
-            except ScoringError as err:
-                raise dg.Failure(f"scoring {day} failed: {err}") from None
-            totals["rows"] += result["rows"]
-            context.log.info(f"{day}: {result['rows']} predictions by v{result['model_version']}")
+        try:
+            result = score_days(settings, config, store, days)
+        except ScoringError as err:
+            raise dg.Failure(f"scoring {days[0]} .. {days[-1]} failed: {err}") from None
+        for day, summary in result["days"].items():
+            context.log.info(f"{day}: {summary['rows']} predictions by v{result['model_version']}")
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": totals["rows"],
+                "dagster/row_count": result["rows"],
                 "days": len(days),
                 "model_version": result["model_version"],
+                "canary": result["canary"],
                 "last_day_mean_score": round(result["mean_score"], 4),
                 "last_day_risk_bands": str(result["risk_bands"]),
                 "table": result["table"],
