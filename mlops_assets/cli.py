@@ -19,8 +19,11 @@ app = typer.Typer(
 
 
 def _echo(step: str, message: str) -> None:
+    import sys
+
     typer.secho(f"[{step}] ", fg=typer.colors.CYAN, nl=False)
     typer.echo(message)
+    sys.stdout.flush()  # progress shows as it happens, also when piped
 
 
 def ensure_dagster_home() -> Path:
@@ -151,6 +154,7 @@ def demo(
         settings.start_date, settings.start_date + dt.timedelta(days=n_days - 1), drift_from
     )
     timeline = loop.Timeline()
+    timings: dict[str, float] = {}
 
     def step(name: str, message: str) -> None:
         _echo(name, f"{message}  [{time.perf_counter() - started:.0f}s]")
@@ -206,8 +210,8 @@ def demo(
             "monitoring",
             f"performance, feature drift, prediction drift, data quality for {first} .. {last}",
         )
+        monitoring_started = time.time()  # the sensor may act while this run is still writing
         run_id = run_job("daily_monitoring_job", _range_tags(first, last))
-        visible_at = time.time()
         degraded_from, windows = loop.degradation_summary(settings, config)
         timeline.add(
             "monitored",
@@ -224,28 +228,36 @@ def demo(
             instance,
             ("mlops/trigger", "degradation"),
             "retrain_churn",
-            visible_at - 1,
+            monitoring_started - 1,
             600,
             lambda m: step("sensor", m),
         )
-        launched_s = record.create_timestamp.timestamp() - visible_at
         tags = loop.describe_run(instance, record.dagster_run.run_id)
+        visible_at = loop.conclusive_at(settings, config, tags.get("mlops/window", ""))
+        launched_s = record.create_timestamp.timestamp() - visible_at
         timeline.add(
             "retraining_launched",
-            f"{tags.get('mlops/reason', '')} (launched {launched_s:.0f}s after the monitoring run)",
+            f"{tags.get('mlops/reason', '')}; launched {launched_s:.0f}s after the conclusive "
+            f"day's check failed; labels known by {tags.get('mlops/labels_known_by')}",
             record.dagster_run.run_id,
         )
         if record.dagster_run.status != dg.DagsterRunStatus.SUCCESS:
             raise typer.Exit(
                 _fail(
-                    f"retraining run {record.dagster_run.run_id} ended {record.dagster_run.status.value}; the champion keeps serving"
+                    f"retraining run {record.dagster_run.run_id} ended "
+                    f"{record.dagster_run.status.value}; the champion keeps serving"
                 )
             )
         canary_s = record.end_time - visible_at if record.end_time else float("nan")
+        timings.update(
+            drift_visible_to_run_launched_s=round(launched_s, 1),
+            drift_visible_to_new_version_serving_s=round(canary_s, 1),
+        )
         challenger = _alias("challenger")
         step(
             "sensor",
-            f"retraining {record.dagster_run.run_id} done {canary_s:.0f}s after drift was visible: window {tags.get('mlops/window')}",
+            f"retraining launched {launched_s:.0f}s, and done {canary_s:.0f}s, after the "
+            f"degradation was visible; window {tags.get('mlops/window')}",
         )
         _summarize_training()
         _summarize_serving(config)
@@ -299,6 +311,8 @@ def demo(
     finally:
         loop.stop_daemon(daemon)
     table = loop.write_timeline(settings, timeline)
+    timings["total_s"] = round(time.perf_counter() - started, 1)
+    loop.save_report(settings, timings)
     _echo("timeline", f'mlops sql "select * from iceberg.{table} order by at"')
     for event in timeline.events:
         day = f" (data day {event['data_day']})" if event["data_day"] else ""

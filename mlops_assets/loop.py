@@ -207,3 +207,28 @@ def describe_run(instance: Any, run_id: str) -> dict[str, str]:
 
 def to_json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
+
+
+def conclusive_at(settings: Settings, config: Any, window: str) -> float:
+    """When the degradation became visible: the commit time of the failed check that made the
+    window `consecutive_days` long (epoch seconds)."""
+    from mlops_assets.monitoring.monitors import RETRAIN_ON, read_table
+
+    start = dt.date.fromisoformat(window.split("..")[0])
+    conclusive = start + dt.timedelta(days=config.monitoring.consecutive_days - 1)
+    table = read_table(settings, config)
+    rows = table[
+        (table["metric"] == "status")
+        & table["breached"]
+        & table["monitor"].isin(RETRAIN_ON)
+        & (table["day"] >= start)
+        & (table["day"] <= conclusive)
+    ]
+    return float(rows.groupby("day")["computed_at"].min().max().timestamp())
+
+
+def save_report(settings: Settings, report: dict[str, Any]) -> None:
+    """The last demo's timings (benchmarks/bench_demo.py reads them)."""
+    path = settings.data_dir / "monitoring" / "demo_report.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))

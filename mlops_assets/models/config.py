@@ -129,6 +129,8 @@ class MonitoringConfig(BaseModel):
     ks_pvalue: float = Field(0.01, gt=0, lt=1)
     psi_max: float = Field(0.2, gt=0)
     max_drifted_share: float = Field(0.2, ge=0, le=1)
+    # Features that grow with time by construction (cumulative counts, tenure): not drift.
+    drift_exclude: list[str] = []
     # prediction drift: PSI of the day's scores against the champion's scores on its training data
     prediction_psi_max: float = Field(0.2, gt=0)
     # data quality and volume

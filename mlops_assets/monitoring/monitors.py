@@ -183,6 +183,11 @@ def reference(settings: Settings, config: ModelConfig, version: str) -> pd.DataF
         dataset = pull(settings, md5, Path(tmp) / "dataset")
         names = dataset_schema(dataset)["features"]
         train = read_split(dataset, "train")
+    # The most recent four weeks of the training split: what the model learned the world looks
+    # like just before it was trained (the whole split would read a shop's growth as drift).
+    if "event_timestamp" in train.columns:
+        ts = pd.to_datetime(train["event_timestamp"])
+        train = train[ts >= ts.max() - pd.Timedelta(days=28)]
     sample = train.sample(min(len(train), 20_000), random_state=0)
     model = load_model(settings, config.registered_model, version)
     columns = [str(c) for c in model.feature_names_in_]
@@ -315,7 +320,7 @@ def feature_drift(
         result.status = "no_data"
         result.row("rows", 0, detail=f"no active customers on {day}")
         return result
-    features = [c for c in ref.columns if c != "__score"]
+    features = [c for c in ref.columns if c != "__score" and c not in limits.drift_exclude]
     missing = [f for f in features if f not in current.columns]
     drifted = []
     for name in features:
