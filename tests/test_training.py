@@ -211,6 +211,78 @@ def test_bad_training_input_fails_and_leaves_the_registry_alone(world, case, mes
     assert alias_version(client(settings), CONFIG.registered_model, CHAMPION) == champion
 
 
+def test_a_killed_retraining_leaves_the_champion_serving(world):
+    """SIGKILL a retraining in the middle of its KFP pipeline: no alias moves and the deployed
+    champion keeps answering."""
+    import json
+    import os
+    import signal
+    import sys
+    import time
+    import urllib.request
+
+    from mlops_assets.features.store import feature_store, materialize_window
+    from mlops_assets.serving.deployment import stop_server
+    from mlops_assets.serving.rollout import deploy
+    from tests.conftest import free_port
+
+    settings, good = world
+    mlflow_client = client(settings)
+    champion = alias_version(mlflow_client, "churn", CHAMPION)
+    challenger = alias_version(mlflow_client, "churn", CHALLENGER)
+    assert champion is not None  # from the pipeline test above
+    start = dt.datetime.combine(settings.start_date, dt.time(), tzinfo=dt.UTC)
+    materialize_window(feature_store(settings), start, start + dt.timedelta(days=150))
+    serving = CONFIG.serving.model_copy(update={"port": free_port(), "canary_percent": 0})
+    config = CONFIG.model_copy(update={"serving": serving})
+    deploy(settings, config, actor="test", reason="serve before the retraining")
+    versions_before = _versions(settings)
+    outputs = settings.data_dir / "kfp" / "outputs"
+    seen = set(outputs.glob("*")) if outputs.exists() else set()
+    script = (
+        "from mlops_assets.models.config import model_configs;"
+        "from mlops_assets.models.pipeline_runner import run_training;"
+        "from mlops_assets.settings import get_settings;"
+        f"run_training(get_settings(), model_configs()['churn'], {good!r}, {{}})"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # kill once the training step has started
+            runs = set(outputs.glob("*")) - seen
+            if any((run / "train-model").exists() for run in runs):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the retraining never reached its training step")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        assert alias_version(mlflow_client, "churn", CHAMPION) == champion
+        assert alias_version(mlflow_client, "churn", CHALLENGER) == challenger
+        assert _versions(settings) == versions_before
+        gold = pd.read_parquet(settings.gold_dir / "customer_features.parquet")
+        customer = int(gold["customer_id"].iloc[-1])
+        body = json.dumps({"instances": [{"customer_id": customer}]}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{serving.port}/v1/models/churn:predict",
+            data=body,
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+        assert answer["predictions"][0]["model_version"] == champion
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        stop_server(settings, "churn")
+
+
 def test_candidate_asset_without_a_dataset_fails_readably(tmp_path, monkeypatch):
     from mlops_assets.defs.training import defs as training_defs
     from mlops_assets.defs.training.resources import TrainingResource
