@@ -57,7 +57,12 @@ def run(customers: int) -> dict:
     wall = time.perf_counter() - started
     report_path = root / "data" / "monitoring" / "demo_report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    return {"customers": customers, "exit_code": proc.returncode, "wall_s": round(wall, 1), **report}
+    return {
+        "customers": customers,
+        "exit_code": proc.returncode,
+        "wall_s": round(wall, 1),
+        **report,
+    }
 
 
 def main() -> None:
