@@ -32,6 +32,7 @@ def scratch_repo(root: Path) -> None:
     subprocess.run([str(Path(sys.executable).parent / "dvc"), "init", "-q"], cwd=root, check=True)
     shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
     shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
+    shutil.copytree(ROOT / "feature_repo", root / "feature_repo")  # dvc.yaml's dependencies
 
 
 def run(customers: int) -> dict:
