@@ -39,18 +39,10 @@ def main() -> None:
     shutil.rmtree(data, ignore_errors=True)
     os.environ["MLOPS_DATA_DIR"] = str(data)
     from bench_features import LAST, gold_table
-    from bench_training import write_dataset
+    from bench_training import register_champion
 
     from mlops_assets.features.store import apply_feature_repo, feature_store
     from mlops_assets.models.config import model_configs
-    from mlops_assets.models.promotion import set_alias
-    from mlops_assets.models.registry import CHAMPION, log_and_register
-    from mlops_assets.models.training import (
-        build_estimator,
-        dataset_schema,
-        feature_frame,
-        read_split,
-    )
     from mlops_assets.serving.batch import score_day
     from mlops_assets.settings import get_settings
 
@@ -60,23 +52,7 @@ def main() -> None:
     gold_table(args.customers, 1, settings.gold_dir / "customer_features.parquet")
     store = feature_store(settings)
     apply_feature_repo(store)
-    write_dataset(data / "train_set", 50_000)
-    train = read_split(data / "train_set", "train")
-    X = feature_frame(train, dataset_schema(data / "train_set")["features"])
-    model = build_estimator(config, X).fit(X, train[config.label])
-    lineage = {
-        "dvc_md5": "bench.dir",
-        "feature_service": "churn_v1",
-        "git_commit": "bench",
-        "kfp_run_id": "bench",
-        "dagster_run_id": "bench",
-    }
-    _, version = log_and_register(
-        model, X.head(3), config, {"model": {"roc_auc": 0.0}}, lineage, settings
-    )
-    set_alias(
-        settings, config.registered_model, CHAMPION, version, actor="bench", reason="benchmark"
-    )
+    register_champion(settings, config, data / "train_set")
 
     day = LAST.date()
     times, rows = [], 0

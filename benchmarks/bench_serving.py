@@ -131,19 +131,12 @@ def main() -> None:
     shutil.rmtree(data, ignore_errors=True)
     os.environ["MLOPS_DATA_DIR"] = str(data)
     from bench_features import LAST, gold_table
-    from bench_training import write_dataset
+    from bench_training import register_champion
 
     from mlops_assets.features.bulk import bulk_materialize
     from mlops_assets.features.store import apply_feature_repo, feature_store
     from mlops_assets.models.config import model_configs
-    from mlops_assets.models.promotion import set_alias
-    from mlops_assets.models.registry import CHAMPION, log_and_register, tracking_uri
-    from mlops_assets.models.training import (
-        build_estimator,
-        dataset_schema,
-        feature_frame,
-        read_split,
-    )
+    from mlops_assets.models.registry import tracking_uri
     from mlops_assets.serving.deployment import stop_server
     from mlops_assets.serving.iceberg import catalog
     from mlops_assets.serving.rollout import deploy
@@ -161,20 +154,7 @@ def main() -> None:
     apply_feature_repo(store)
     start = dt.datetime.combine(LAST.date(), dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
     bulk_materialize(store, start, start + dt.timedelta(days=2))
-    write_dataset(data / "train_set", 50_000)
-    train = read_split(data / "train_set", "train")
-    features = dataset_schema(data / "train_set")["features"]
-    X = feature_frame(train, features)
-    model = build_estimator(config, X).fit(X, train[config.label])
-    lineage = dict.fromkeys(
-        ("dvc_md5", "feature_service", "git_commit", "kfp_run_id", "dagster_run_id"), "bench"
-    )
-    _, version = log_and_register(
-        model, X.head(3), config, {"model": {"roc_auc": 0.0}}, lineage, settings
-    )
-    set_alias(
-        settings, config.registered_model, CHAMPION, version, actor="bench", reason="benchmark"
-    )
+    version, model = register_champion(settings, config, data / "train_set")
     columns = list(model.feature_names_in_)
 
     deploy(settings, config, actor="bench", reason="benchmark")

@@ -32,6 +32,34 @@ sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 
 
+def register_champion(settings, config, folder: Path, rows: int = 50_000):
+    """Fit the config's estimator on a churn_v1-shaped synthetic set of `rows` rows, register it in
+    MLflow and make it champion; returns (version, model). Shared by the scoring benchmarks."""
+    from mlops_assets.models.promotion import set_alias
+    from mlops_assets.models.registry import CHAMPION, log_and_register
+    from mlops_assets.models.training import (
+        build_estimator,
+        dataset_schema,
+        feature_frame,
+        read_split,
+    )
+
+    write_dataset(folder, rows)
+    train = read_split(folder, "train")
+    X = feature_frame(train, dataset_schema(folder)["features"])
+    model = build_estimator(config, X).fit(X, train[config.label])
+    lineage = dict.fromkeys(
+        ("dvc_md5", "feature_service", "git_commit", "kfp_run_id", "dagster_run_id"), "bench"
+    )
+    _, version = log_and_register(
+        model, X.head(3), config, {"model": {"roc_auc": 0.0}}, lineage, settings
+    )
+    set_alias(
+        settings, config.registered_model, CHAMPION, version, actor="bench", reason="benchmark"
+    )
+    return version, model
+
+
 def write_dataset(folder: Path, rows: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(

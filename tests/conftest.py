@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,21 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 @pytest.fixture
 def settings(data_dir: Path) -> Settings:
     return get_settings()
+
+
+@contextmanager
+def scratch_world(root: Path, customers: int = 3000) -> Iterator[Settings]:
+    """Settings pointing every path (data, DVC root) at `root`, for a module-scoped world."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOPS_DATA_DIR", str(root / "data"))
+        mp.setenv("MLOPS_DVC_ROOT", str(root))
+        mp.setenv("MLOPS_N_CUSTOMERS", str(customers))
+        mp.delenv("MLOPS_LANDING_URI", raising=False)
+        get_settings.cache_clear()
+        try:
+            yield get_settings()
+        finally:
+            get_settings.cache_clear()
 
 
 def build_shop(

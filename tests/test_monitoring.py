@@ -15,8 +15,7 @@ from mlops_assets.models.promotion import set_alias
 from mlops_assets.models.registry import CHAMPION, load_model
 from mlops_assets.monitoring.monitors import read_table
 from mlops_assets.serving.batch import score_days
-from mlops_assets.settings import get_settings
-from tests.conftest import build_shop, register_quick_model
+from tests.conftest import build_shop, register_quick_model, scratch_world
 
 pytestmark = pytest.mark.slow
 CONFIG = model_configs()["churn"]
@@ -29,13 +28,7 @@ DRIFTED = [DRIFT_FROM + dt.timedelta(days=i) for i in range(5)]  # 04-20 .. 04-2
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory):
     root = tmp_path_factory.mktemp("monitoring")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLOPS_DATA_DIR", str(root / "data"))
-        mp.setenv("MLOPS_DVC_ROOT", str(root))
-        mp.setenv("MLOPS_N_CUSTOMERS", "3000")
-        mp.delenv("MLOPS_LANDING_URI", raising=False)
-        get_settings.cache_clear()
-        settings = get_settings()
+    with scratch_world(root) as settings:
         store = build_shop(settings, days=DAYS)
         dataset = root / "dataset"
         known_by = dt.datetime(2025, 4, 1, tzinfo=dt.UTC)
@@ -69,7 +62,6 @@ def monitored(tmp_path_factory):
         days = [first + dt.timedelta(days=i) for i in range((DRIFTED[-1] - first).days + 1)]
         score_days(settings, CONFIG, store, days)
         yield settings
-    get_settings.cache_clear()
 
 
 def _monitor(first: dt.date, last: dt.date) -> dg.ExecuteInProcessResult:

@@ -19,8 +19,8 @@ from mlops_assets.serving.analytics import QueryError, run_sql
 from mlops_assets.serving.batch import fill_actuals, offline_features, score_day
 from mlops_assets.serving.iceberg import catalog
 from mlops_assets.serving.label_engine import apply_rules
-from mlops_assets.settings import PROJECT_ROOT, get_settings
-from tests.conftest import build_shop, register_quick_model
+from mlops_assets.settings import PROJECT_ROOT
+from tests.conftest import build_shop, register_quick_model, scratch_world
 
 pytestmark = pytest.mark.slow
 CONFIG = model_configs()["churn"]
@@ -31,13 +31,7 @@ QUERIES = PROJECT_ROOT / "analytics"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLOPS_DATA_DIR", str(root / "data"))
-        mp.setenv("MLOPS_DVC_ROOT", str(root))
-        mp.setenv("MLOPS_N_CUSTOMERS", "3000")
-        mp.delenv("MLOPS_LANDING_URI", raising=False)
-        get_settings.cache_clear()
-        settings = get_settings()
+    with scratch_world(root) as settings:
         store = build_shop(settings, days=150)
         folder = root / "dataset"
         build_training_set(store, "churn_v1", load_labels(settings), folder)
@@ -46,7 +40,6 @@ def served(tmp_path_factory):
             settings, CONFIG.registered_model, CHAMPION, version, actor="test", reason="fixture"
         )
         yield settings, store, version
-    get_settings.cache_clear()
 
 
 def _table(settings) -> pd.DataFrame:

@@ -23,8 +23,7 @@ from mlops_assets.serving.deployment import (
 )
 from mlops_assets.serving.iceberg import catalog
 from mlops_assets.serving.rollout import RolloutError, deploy, promote, rollback
-from mlops_assets.settings import get_settings
-from tests.conftest import build_shop, free_port, register_quick_model
+from tests.conftest import build_shop, free_port, register_quick_model, scratch_world
 
 pytestmark = pytest.mark.slow
 BASE = model_configs()["churn"]
@@ -35,13 +34,7 @@ REQUEST_TS = "2025-05-30T12:00:00+00:00"
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
     root = tmp_path_factory.mktemp("online")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLOPS_DATA_DIR", str(root / "data"))
-        mp.setenv("MLOPS_DVC_ROOT", str(root))
-        mp.setenv("MLOPS_N_CUSTOMERS", "3000")
-        mp.delenv("MLOPS_LANDING_URI", raising=False)
-        get_settings.cache_clear()
-        settings = get_settings()
+    with scratch_world(root) as settings:
         store = build_shop(settings, days=DAYS)
         start = dt.datetime.combine(settings.start_date, dt.time(), tzinfo=dt.UTC)
         materialize_window(store, start, start + dt.timedelta(days=DAYS))
@@ -66,7 +59,6 @@ def shop(tmp_path_factory):
             }
         finally:
             stop_server(settings, "churn")
-    get_settings.cache_clear()
 
 
 def _call(url: str, body: bytes | dict | None = None, headers: dict | None = None):

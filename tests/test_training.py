@@ -19,7 +19,7 @@ from mlops_assets.models.pipeline_runner import PipelineFailed, run_training
 from mlops_assets.models.promotion import champion_at, gate, history
 from mlops_assets.models.registry import CHALLENGER, CHAMPION, LINEAGE_TAGS, alias_version, client
 from mlops_assets.settings import PROJECT_ROOT, get_settings
-from tests.conftest import build_shop
+from tests.conftest import build_shop, scratch_world
 
 pytestmark = pytest.mark.slow
 CONFIG = model_configs()["churn"]
@@ -32,13 +32,7 @@ def world(tmp_path_factory):
     from dvc.repo import Repo
 
     root = tmp_path_factory.mktemp("training")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLOPS_DATA_DIR", str(root / "data"))
-        mp.setenv("MLOPS_DVC_ROOT", str(root))
-        mp.setenv("MLOPS_N_CUSTOMERS", "3000")
-        mp.delenv("MLOPS_LANDING_URI", raising=False)
-        get_settings.cache_clear()
-        settings = get_settings()
+    with scratch_world(root) as settings:
         subprocess.run(["git", "init", "-q", str(root)], check=True)
         Repo.init(str(root))
         shutil.copy(PROJECT_ROOT / ".dvc" / "config", root / ".dvc" / "config")
@@ -50,7 +44,6 @@ def world(tmp_path_factory):
         )
         good = commit_and_push(settings, "churn_v1").md5
         yield settings, good
-    get_settings.cache_clear()
 
 
 def _variant(settings, name: str, change) -> str:

@@ -99,18 +99,9 @@ def table_name(config: ModelConfig) -> str:
 
 
 def ensure_table(cat: Any, config: ModelConfig) -> Any:
-    from pyiceberg.exceptions import NoSuchTableError
+    from mlops_assets.serving.iceberg import partitioned_table
 
-    from mlops_assets.serving.iceberg import ensure_namespace
-
-    ensure_namespace(cat, NAMESPACE)
-    try:
-        return cat.load_table(table_name(config))
-    except NoSuchTableError:
-        table = cat.create_table(table_name(config), schema=SCHEMA)
-        with table.update_spec() as spec:
-            spec.add_identity("day")
-        return table
+    return partitioned_table(cat, table_name(config), SCHEMA, "day")
 
 
 def write_result(settings: Settings, config: ModelConfig, result: MonitorResult) -> None:

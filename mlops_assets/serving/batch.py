@@ -48,18 +48,9 @@ def table_name(config: ModelConfig) -> str:
 
 def ensure_table(cat: Any, config: ModelConfig) -> Any:
     """The model's daily predictions table, partitioned by prediction_date."""
-    from pyiceberg.exceptions import NoSuchTableError
+    from mlops_assets.serving.iceberg import partitioned_table
 
-    from mlops_assets.serving.iceberg import ensure_namespace
-
-    ensure_namespace(cat)
-    try:
-        return cat.load_table(table_name(config))
-    except NoSuchTableError:
-        table = cat.create_table(table_name(config), schema=SCHEMA)
-        with table.update_spec() as spec:
-            spec.add_identity("prediction_date")
-        return table
+    return partitioned_table(cat, table_name(config), SCHEMA, "prediction_date")
 
 
 def offline_features(store: FeatureStore, service: str, as_of: dt.datetime) -> pd.DataFrame:

@@ -4,7 +4,7 @@ Iceberg REST catalog (and S3) in prod. Trino reads the same catalog (deploy/trin
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlops_assets.settings import Environment, Settings
 
@@ -39,3 +39,22 @@ def ensure_namespace(cat: Catalog, namespace: str = NAMESPACE) -> None:
 
     with contextlib.suppress(NamespaceAlreadyExistsError):
         cat.create_namespace(namespace)
+
+
+def partitioned_table(cat: Catalog, name: str, schema: Any, partition_field: str) -> Any:
+    """Load `namespace.table`, or create it with an identity partition on `partition_field`
+    (a concurrent creator winning the race is fine: its table is loaded)."""
+    from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
+
+    ensure_namespace(cat, name.split(".")[0])
+    try:
+        return cat.load_table(name)
+    except NoSuchTableError:
+        pass
+    try:
+        table = cat.create_table(name, schema=schema)
+    except TableAlreadyExistsError:
+        return cat.load_table(name)
+    with table.update_spec() as spec:
+        spec.add_identity(partition_field)
+    return table

@@ -51,22 +51,9 @@ def table_name(model: str) -> str:
 
 def ensure_table(cat: Any, model: str) -> Any:
     """The model's inference log table, partitioned by request day."""
-    from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
+    from mlops_assets.serving.iceberg import partitioned_table
 
-    from mlops_assets.serving.iceberg import ensure_namespace
-
-    ensure_namespace(cat)
-    try:
-        return cat.load_table(table_name(model))
-    except NoSuchTableError:
-        pass
-    try:
-        table = cat.create_table(table_name(model), schema=SCHEMA)
-    except TableAlreadyExistsError:  # another writer created it first
-        return cat.load_table(table_name(model))
-    with table.update_spec() as spec:
-        spec.add_identity("request_date")
-    return table
+    return partitioned_table(cat, table_name(model), SCHEMA, "request_date")
 
 
 def append_with_retry(table: Any, rows: pa.Table, attempts: int = 50) -> int:
