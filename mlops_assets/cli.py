@@ -166,6 +166,9 @@ def demo(
     timeline.add(
         "drift_switched_on", "covariate (tiktok signups) and concept drift", day=drift_from
     )
+    # Create the instance's SQLite storages here first: two processes creating them at once can
+    # leave two alembic heads in a fresh instance.
+    dg.DagsterInstance.get()
     daemon = loop.start_daemon(settings, home)
     step("daemon", f"dagster-daemon started (pid {daemon.pid}); sensors run under it")
     try:
