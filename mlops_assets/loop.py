@@ -205,10 +205,6 @@ def describe_run(instance: Any, run_id: str) -> dict[str, str]:
     return {k: v for k, v in (run.tags if run else {}).items() if k.startswith("mlops/")}
 
 
-def to_json(value: Any) -> str:
-    return json.dumps(value, default=str, sort_keys=True)
-
-
 def conclusive_at(settings: Settings, config: Any, window: str) -> float:
     """When the degradation became visible: the commit time of the failed check that made the
     window `consecutive_days` long (epoch seconds)."""

@@ -28,10 +28,9 @@ class OnlineFeatureReader:
         self._direct = isinstance(self._online, MonotonicSqliteOnlineStore)
         self._service = store.get_feature_service(service_name)
         self.join_key = join_key
-        service = store.get_feature_service(service_name)
         self.views: list[tuple[Any, list[str]]] = []
         self.on_demand: list[tuple[Any, list[str]]] = []
-        for projection in service.feature_view_projections:
+        for projection in self._service.feature_view_projections:
             names = [f.name for f in projection.features]
             try:
                 self.views.append((store.get_feature_view(projection.name), names))

@@ -84,6 +84,19 @@ def history(settings: Settings, model: str) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in rows]
 
 
+def last_event(settings: Settings, model: str, event: str) -> dict[str, Any] | None:
+    """The newest decision-log entry of one kind (e.g. the current deployment), in one query."""
+    query = (
+        sa.select(DECISIONS)
+        .where(DECISIONS.c.model == model, DECISIONS.c.event == event)
+        .order_by(DECISIONS.c.id.desc())
+        .limit(1)
+    )
+    with decisions_engine(settings).connect() as conn:
+        row = conn.execute(query).first()
+    return dict(row._mapping) if row else None
+
+
 def champion_at(settings: Settings, model: str, when: dt.datetime) -> str | None:
     """The version that held the champion alias at `when` (None before the first one)."""
     query = (

@@ -32,7 +32,6 @@ from mlops_assets.settings import Settings
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-MONITORS = ("performance", "feature_drift", "prediction_drift", "data_quality")
 # Monitors whose breach a retraining can fix; bad data is not fixed by retraining.
 RETRAIN_ON = ("performance", "feature_drift", "prediction_drift")
 CHURN_WINDOW_DAYS = 30  # dbt var churn_window_days: actuals are known this long after a prediction

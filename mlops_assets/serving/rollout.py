@@ -81,12 +81,10 @@ def current_spec(settings: Settings, config: ModelConfig) -> DeploymentSpec | No
     """The last deployment that became ready (from the decision log, the same in both profiles)."""
     import json
 
-    from mlops_assets.models.promotion import history
+    from mlops_assets.models.promotion import last_event
 
-    for event in reversed(history(settings, config.registered_model)):
-        if event["event"] == "deployment":
-            return DeploymentSpec.model_validate(json.loads(event["metrics"])["spec"])
-    return None
+    event = last_event(settings, config.registered_model, "deployment")
+    return DeploymentSpec.model_validate(json.loads(event["metrics"])["spec"]) if event else None
 
 
 def deploy(
