@@ -25,8 +25,8 @@ def _table(breaches: dict[str, set[int]], days: int = 20) -> pd.DataFrame:
                     "day": day,
                     "monitor": monitor,
                     "metric": "status",
-                    "feature": "",
-                    "model_version": "",
+                    "feature": None,
+                    "model_version": None,
                     "value": float(failed),
                     "threshold": None,
                     "breached": failed,
@@ -39,8 +39,8 @@ def _table(breaches: dict[str, set[int]], days: int = 20) -> pd.DataFrame:
                         "day": day,
                         "monitor": monitor,
                         "metric": "drifted_share",
-                        "feature": "",
-                        "model_version": "",
+                        "feature": None,
+                        "model_version": None,
                         "value": 0.5,
                         "threshold": 0.2,
                         "breached": True,
@@ -104,7 +104,7 @@ def _canary(champion_auc_noise: float, challenger_auc_noise: float, n: int = 200
                     "model_version": version,
                     "score": score,
                     "actual": actual,
-                    "prediction_timestamp": NOW + dt.timedelta(hours=1),
+                    "scored_at": NOW + dt.timedelta(hours=1),
                 }
             )
         )
@@ -123,9 +123,15 @@ def test_canary_waits_for_enough_labelled_traffic_since_it_started():
     frame = _canary(0.4, 0.1)
     frame.loc[frame["model_version"] == "2", "actual"] = np.nan  # labels not in yet
     assert canary_decision(frame, "1", "2", NOW, 300, 0.0).action == "wait"
-    older = _canary(0.4, 0.1).assign(prediction_timestamp=NOW - dt.timedelta(days=1))
+    older = _canary(0.4, 0.1).assign(scored_at=NOW - dt.timedelta(days=1))
     decision = canary_decision(older, "1", "2", NOW, 300, 0.0)
     assert decision.action == "wait" and "champion 0, challenger 0" in decision.reason
+
+
+def test_canary_counts_rows_scored_since_it_started_whatever_day_they_are_for():
+    # A replayed (or backfilled) day: valid for a moment before the canary started, scored after.
+    replayed = _canary(0.4, 0.1).assign(prediction_timestamp=NOW - dt.timedelta(days=40))
+    assert canary_decision(replayed, "1", "2", NOW, 300, 0.0).action == "promote"
 
 
 def test_drift_statistics_see_a_shift_and_not_its_absence():

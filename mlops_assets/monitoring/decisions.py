@@ -6,7 +6,7 @@ fixed by retraining). A degradation window is a run of consecutive degraded days
 retraining only once it is `consecutive_days` long (one bad day is noise), and each window asks
 once, identified by its first day.
 
-Canary: once both arms of a running canary have `canary_min_labelled` labelled predictions made
+Canary: once both arms of a running canary have `canary_min_labelled` labelled predictions scored
 since the canary started, the challenger is promoted if its ROC AUC is at least the champion's minus
 the allowed regression, and rolled back otherwise.
 """
@@ -104,7 +104,7 @@ def _evidence(table: pd.DataFrame, window: Window) -> dict[str, Any]:
         & table["breached"]
         & (table["metric"] != "status")
     ]
-    headline = rows[rows["feature"] == ""]
+    headline = rows[rows["feature"].isna()]  # NULL feature: a model-level number
     evidence = {
         f"{r.day}:{r.monitor}:{r.metric}{':v' + r.model_version if r.model_version else ''}": round(
             float(r.value), 4
@@ -112,7 +112,7 @@ def _evidence(table: pd.DataFrame, window: Window) -> dict[str, Any]:
         for r in headline.itertuples()
         if r.value is not None and np.isfinite(r.value)
     }
-    drifted = rows[(rows["monitor"] == "feature_drift") & (rows["feature"] != "")]
+    drifted = rows[(rows["monitor"] == "feature_drift") & rows["feature"].notna()]
     if len(drifted):
         evidence["drifted_features"] = sorted(drifted["feature"].unique().tolist())
     return evidence
@@ -133,12 +133,13 @@ def canary_decision(
     min_labelled: int,
     max_auc_regression: float,
 ) -> CanaryDecision:
-    """`predictions`: rows of the predictions table (model_version, score, actual,
-    prediction_timestamp)."""
+    """`predictions`: rows of the predictions table (model_version, score, actual, scored_at).
+    Only rows scored since the canary started count (`scored_at`, the scoring run's wall clock,
+    not `prediction_timestamp`, the as-of time the prediction is for)."""
     from sklearn.metrics import roc_auc_score
 
     since = predictions[
-        (pd.to_datetime(predictions["prediction_timestamp"], utc=True) >= pd.Timestamp(started_at))
+        (pd.to_datetime(predictions["scored_at"], utc=True) >= pd.Timestamp(started_at))
         & predictions["actual"].notna()
     ]
     numbers: dict[str, Any] = {}

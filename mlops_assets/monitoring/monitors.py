@@ -9,7 +9,9 @@ For a monitoring day D:
 - data_quality: rows scored against the trailing week, null shares, features missing from the data.
 
 Every number lands in `monitoring.<model>_daily` (one row per metric, with its threshold and whether
-it was breached); a re-run of a day replaces that day's rows for that monitor.
+it was breached); a re-run of a day replaces that day's rows for that monitor. `feature` is NULL for
+a number about the model rather than one feature, `model_version` is NULL for a number over all
+versions together.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ SCHEMA = pa.schema(
         pa.field("day", pa.date32(), nullable=False),
         pa.field("monitor", pa.string(), nullable=False),
         pa.field("metric", pa.string(), nullable=False),
-        pa.field("feature", pa.string(), nullable=False),
-        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("feature", pa.string(), nullable=True),  # NULL: not about one feature
+        pa.field("model_version", pa.string(), nullable=True),  # NULL: all versions together
         pa.field("value", pa.float64(), nullable=True),
         pa.field("threshold", pa.float64(), nullable=True),
         pa.field("breached", pa.bool_(), nullable=False),
@@ -76,8 +78,8 @@ class MonitorResult:
         threshold: float | None = None,
         *,
         breached: bool = False,
-        feature: str = "",
-        version: str = "",
+        feature: str | None = None,
+        version: str | None = None,
         detail: str = "",
     ) -> None:
         self.rows.append(
@@ -98,38 +100,78 @@ def table_name(config: ModelConfig) -> str:
 
 
 def ensure_table(cat: Any, config: ModelConfig) -> Any:
+    """The model's monitoring table, partitioned by day. A table from before NULL meant "no
+    feature" / "all versions" (it used '') is evolved first."""
     from mlops_assets.serving.iceberg import partitioned_table
+    from mlops_assets.serving.table_evolution import evolve
 
-    return partitioned_table(cat, table_name(config), SCHEMA, "day")
+    table = partitioned_table(cat, table_name(config), SCHEMA, "day")
+    return evolve(
+        table,
+        outdated=lambda schema: any(schema.find_field(n).required for n in _NULLABLE),
+        change=_make_nullable,
+        rewrite=_empty_to_null,
+    )
 
 
-def write_result(settings: Settings, config: ModelConfig, result: MonitorResult) -> None:
-    """Replace the day's rows of this monitor in one commit."""
-    from pyiceberg.expressions import And, EqualTo
+_NULLABLE = ("feature", "model_version")
+
+
+def _make_nullable(update: Any) -> None:
+    for name in _NULLABLE:
+        update.update_column(name, required=False)
+
+
+def _empty_to_null(rows: pa.Table) -> pa.Table:
+    import pyarrow.compute as pc
+
+    for name in _NULLABLE:
+        column = rows[name]
+        empty = pc.equal(column, "")
+        rows = rows.set_column(
+            rows.schema.get_field_index(name),
+            pa.field(name, pa.string(), nullable=True),
+            pc.if_else(empty, pa.scalar(None, pa.string()), column),
+        )
+    return rows.select(SCHEMA.names).cast(SCHEMA)
+
+
+def write_results(settings: Settings, config: ModelConfig, results: list[MonitorResult]) -> None:
+    """Replace the days' rows of these monitors in one commit (a run over many days is one
+    snapshot, and readers never see half of it)."""
+    from pyiceberg.expressions import And, In
 
     from mlops_assets.serving.iceberg import catalog
 
+    if not results:
+        return
     table = ensure_table(catalog(settings), config)
     now = dt.datetime.now(dt.UTC)
-    # One status row per monitor and day: what the sensors read (1 = the check failed).
-    status = {
-        "metric": "status",
-        "feature": "",
-        "model_version": "",
-        "value": 1.0 if result.breached else 0.0,
-        "threshold": None,
-        "breached": result.breached,
-        "detail": result.status,
-    }
-    rows = [status, *result.rows]
-    frame = pd.DataFrame(rows).assign(day=result.day, monitor=result.monitor, computed_at=now)
+    frames = []
+    for result in results:
+        # One status row per monitor and day: what the sensors read (1 = the check failed).
+        status = {
+            "metric": "status",
+            "feature": None,
+            "model_version": None,
+            "value": 1.0 if result.breached else 0.0,
+            "threshold": None,
+            "breached": result.breached,
+            "detail": result.status,
+        }
+        frame = pd.DataFrame([status, *result.rows])
+        frames.append(frame.assign(day=result.day, monitor=result.monitor, computed_at=now))
+    frame = pd.concat(frames, ignore_index=True)
     arrow = pa.Table.from_pandas(frame[SCHEMA.names], schema=SCHEMA, preserve_index=False)
+    days = sorted({r.day for r in results})
+    monitors = sorted({r.monitor for r in results})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Delete operation did not match any records")
-        table.overwrite(
-            arrow,
-            overwrite_filter=And(EqualTo("day", result.day), EqualTo("monitor", result.monitor)),
-        )
+        table.overwrite(arrow, overwrite_filter=And(In("day", days), In("monitor", monitors)))
+
+
+def write_result(settings: Settings, config: ModelConfig, result: MonitorResult) -> None:
+    write_results(settings, config, [result])
 
 
 def read_table(settings: Settings, config: ModelConfig) -> pd.DataFrame:
@@ -252,7 +294,8 @@ def performance(settings: Settings, config: ModelConfig, day: dt.date) -> Monito
         result.summary["detail"] = detail
         result.row("labelled_rows", 0, detail=detail)
         return result
-    groups = [("", labelled)] + [(str(v), g) for v, g in labelled.groupby("model_version")]
+    # None: all versions together (NULL in the table), then each version.
+    groups = [(None, labelled)] + [(str(v), g) for v, g in labelled.groupby("model_version")]
     for version, group in groups:
         y, score = group["actual"].to_numpy(int), group["score"].to_numpy()
         n = len(group)
@@ -284,9 +327,9 @@ def performance(settings: Settings, config: ModelConfig, day: dt.date) -> Monito
         result.row("recall", float(recall_score(y, predicted, zero_division=0)), version=version)
         result.row("churn_rate", float(y.mean()), version=version)
         result.row("mean_score", float(score.mean()), version=version)
-        if version == "":
+        if version is None:
             result.summary.update(roc_auc=round(auc, 4), ece=round(ece, 4), labelled_rows=n)
-    overall = [r for r in result.rows if r["model_version"] == "" and r["breached"]]
+    overall = [r for r in result.rows if r["model_version"] is None and r["breached"]]
     if overall:
         result.status = "breached"
         result.summary["breaches"] = [

@@ -32,10 +32,10 @@ def metric_over_time(table: pd.DataFrame, monitor: str) -> bytes | None:
 
     metric = HEADLINE[monitor]
     rows = table[
-        (table["monitor"] == monitor) & (table["metric"] == metric) & (table["feature"] == "")
+        (table["monitor"] == monitor) & (table["metric"] == metric) & table["feature"].isna()
     ]
     if monitor == "performance":
-        rows = rows[rows["model_version"] == ""]
+        rows = rows[rows["model_version"].isna()]  # NULL: all versions together
     rows = rows.dropna(subset=["value"]).sort_values("day")
     if rows.empty:
         return None

@@ -3,6 +3,11 @@
 For a day D every active customer (a feature snapshot within the views' TTL before the end of D) is
 scored by the champion with offline features, passed through the label engine, and the day's
 partition is replaced in one Iceberg commit: re-running a day replaces it exactly.
+
+Times in the table (as-of semantics): `prediction_timestamp` is the moment the prediction is valid
+for, the as-of time of its features (D + 1 00:00 UTC); `scored_at` is the wall clock of the run
+that scored it; `actual_timestamp` is when the actual became known (the as-of time + the churn
+window), so the label delay `actual_timestamp - prediction_timestamp` is the window, never negative.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ SCHEMA = pa.schema(
         pa.field("model_version", pa.string(), nullable=False),
         pa.field("prediction_date", pa.date32(), nullable=False),
         pa.field("prediction_timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("actual", pa.int32(), nullable=True),
         pa.field("actual_timestamp", pa.timestamp("us", tz="UTC"), nullable=True),
     ]
@@ -46,11 +52,47 @@ def table_name(config: ModelConfig) -> str:
     return f"predictions.{config.name}_daily"
 
 
-def ensure_table(cat: Any, config: ModelConfig) -> Any:
-    """The model's daily predictions table, partitioned by prediction_date."""
-    from mlops_assets.serving.iceberg import partitioned_table
+def as_of(day: dt.date) -> dt.datetime:
+    """The as-of time of day D's predictions: the end of D (D + 1 00:00 UTC)."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
 
-    return partitioned_table(cat, table_name(config), SCHEMA, "prediction_date")
+
+def ensure_table(cat: Any, config: ModelConfig) -> Any:
+    """The model's daily predictions table, partitioned by prediction_date. A table written before
+    `scored_at` existed is evolved first (see `_add_scored_at`)."""
+    from mlops_assets.serving.iceberg import partitioned_table
+    from mlops_assets.serving.table_evolution import evolve
+
+    table = partitioned_table(cat, table_name(config), SCHEMA, "prediction_date")
+    return evolve(
+        table,
+        outdated=lambda schema: "scored_at" not in schema.column_names,
+        change=_add_scored_at,
+        rewrite=_as_of_semantics,
+    )
+
+
+def _add_scored_at(update: Any) -> None:
+    from pyiceberg.types import TimestamptzType
+
+    update.add_column("scored_at", TimestamptzType(), doc="wall clock of the scoring run")
+    update.move_after("scored_at", "prediction_timestamp")
+
+
+def _as_of_semantics(rows: pa.Table) -> pa.Table:
+    """Rows of a table from before `scored_at`: their prediction_timestamp was the run's wall
+    clock, so it moves to scored_at and prediction_timestamp becomes the as-of time."""
+    import pyarrow.compute as pc
+
+    timestamp = pa.timestamp("us", tz="UTC")
+    midnight = pc.cast(pc.cast(rows["prediction_date"], pa.timestamp("us")), timestamp)
+    valid_for = pc.add(midnight, pa.scalar(dt.timedelta(days=1), pa.duration("us")))
+    columns = {
+        **{n: rows[n] for n in rows.column_names},
+        "prediction_timestamp": valid_for.cast(timestamp),
+        "scored_at": rows["prediction_timestamp"],
+    }
+    return pa.table({n: columns[n] for n in SCHEMA.names}, schema=SCHEMA)
 
 
 def offline_features(store: FeatureStore, service: str, as_of: dt.datetime) -> pd.DataFrame:
@@ -117,7 +159,8 @@ def score(
     challenger: tuple[Any, str, int] | None = None,
 ) -> pa.Table:
     """Score every row with the champion; with a canary (challenger model, version, percent) the
-    same customers the online split sends to the challenger are scored by it (sticky hash)."""
+    same customers the online split sends to the challenger are scored by it (sticky hash).
+    `prediction_timestamp` is the day's as-of time, `scored_at` is `now` (the run's wall clock)."""
     from mlops_assets.models.training import feature_frame
     from mlops_assets.serving.label_engine import apply_rules
 
@@ -144,8 +187,12 @@ def score(
     ids = pa.array(features["customer_id"].to_numpy().astype("int64"))
     n = len(ids)
     prefix = pa.array([f"{config.name}-{day:%Y%m%d}-"] * n, pa.string())
-    micros = int(now.astimezone(dt.UTC).timestamp() * 1_000_000)
     timestamp = pa.timestamp("us", tz="UTC")
+
+    def constant(moment: dt.datetime) -> pa.Array:
+        micros = int(moment.astimezone(dt.UTC).timestamp() * 1_000_000)
+        return pa.array(np.full(n, micros, dtype="int64")).cast(timestamp)
+
     return pa.table(
         {
             "prediction_id": pc.binary_join_element_wise(prefix, ids.cast(pa.string()), ""),
@@ -157,7 +204,8 @@ def score(
             "rule": pa.array(labels["rule"], pa.string()),
             "model_version": pa.array(versions, pa.string()),
             "prediction_date": pa.array(np.full(n, np.datetime64(day, "D"))).cast(pa.date32()),
-            "prediction_timestamp": pa.array(np.full(n, micros, dtype="int64")).cast(timestamp),
+            "prediction_timestamp": constant(as_of(day)),
+            "scored_at": constant(now),
             "actual": pa.nulls(n, pa.int32()),
             "actual_timestamp": pa.nulls(n, timestamp),
         },
@@ -208,8 +256,7 @@ def score_days(
     now = dt.datetime.now(dt.UTC)
     tables, per_day = [], {}
     for day in days:
-        as_of = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-        features = offline_features(store, config.feature_service, as_of)
+        features = offline_features(store, config.feature_service, as_of(day))
         rows = score(config, model, version, features, day, now, challenger)
         tables.append(rows)
         per_day[str(day)] = {
@@ -264,9 +311,9 @@ def fill_actuals(settings: Settings, config: ModelConfig, window_days: int = 30)
         rows = table.scan(row_filter=In("prediction_date", due)).to_pandas()
         parts = []
         for day, group in rows.groupby("prediction_date"):
-            as_of = pd.Timestamp(day) + pd.Timedelta(days=1)
-            known_at = as_of + pd.Timedelta(days=window_days)
-            window = orders[(orders["ordered_at"] >= as_of) & (orders["ordered_at"] < known_at)]
+            start = pd.Timestamp(day) + pd.Timedelta(days=1)  # the as-of time
+            known_at = start + pd.Timedelta(days=window_days)
+            window = orders[(orders["ordered_at"] >= start) & (orders["ordered_at"] < known_at)]
             active = set(window["customer_id"].unique().tolist())
             group = group.copy()
             group["actual"] = (~group["customer_id"].isin(active)).astype("int32")

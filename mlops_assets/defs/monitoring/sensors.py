@@ -111,11 +111,13 @@ def canary_sensor(config: ModelConfig, rollout_jobs: list[dg.JobDefinition]) -> 
         if spec is None or not spec.challenger_version or not spec.canary_percent:
             return dg.SkipReason("no canary running")
         started = spec.updated_at
+        # Rows scored since the canary started (scored_at is the run's wall clock; the
+        # prediction_timestamp of a replayed day is that day's as-of time, before the start).
         predictions = (
             ensure_table(catalog(settings), config)
             .scan(
-                row_filter=f"prediction_timestamp >= '{started.astimezone(dt.UTC).isoformat()}'",
-                selected_fields=("model_version", "score", "actual", "prediction_timestamp"),
+                row_filter=f"scored_at >= '{started.astimezone(dt.UTC).isoformat()}'",
+                selected_fields=("model_version", "score", "actual", "scored_at"),
             )
             .to_pandas()
         )
