@@ -4,6 +4,7 @@ import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
+import pyarrow as pa
 
 from mlops_assets.serving.iceberg import catalog
 from mlops_assets.serving.inference_log import append_with_retry, ensure_table, rows_to_arrow
@@ -46,3 +47,49 @@ def test_rows_keep_their_types_and_partition_by_request_day(settings):
         == pd.Timestamp("2025-06-01", tz="UTC") + pd.to_timedelta(frame["customer_id"], "us")
     ).all()
     assert [f.name for f in table.spec().fields] == ["request_date"]
+
+
+def test_prediction_timestamp_is_the_request_ts_else_the_arrival(settings):
+    table = ensure_table(catalog(settings), "churn")
+    arrival = int(dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC).timestamp() * 1_000_000)
+    as_of = int(dt.datetime(2025, 5, 30, tzinfo=dt.UTC).timestamp() * 1_000_000)
+    base = ("r", 0, "{}", 0.5, 1, "high", "score", "1", "champion", 1.0)
+    given = (*base[:1], 1, *base[2:], arrival, as_of)  # the client gave request_ts
+    bare = (*base[:1], 2, *base[2:], arrival)  # an 11-value row: valid as of its arrival
+    append_with_retry(table, rows_to_arrow([given, bare]))
+    frame = table.scan().to_pandas().set_index("customer_id")
+    assert frame.loc[1, "prediction_timestamp"] == pd.Timestamp("2025-05-30", tz="UTC")
+    assert frame.loc[2, "prediction_timestamp"] == pd.Timestamp("2025-06-01 12:00", tz="UTC")
+    assert (frame["requested_at"] == pd.Timestamp("2025-06-01 12:00", tz="UTC")).all()
+    assert frame["request_date"].tolist() == [dt.date(2025, 6, 1)] * 2
+
+
+def test_a_table_with_the_old_schema_is_evolved_not_broken(settings):
+    """A table created before prediction_timestamp existed gains the column (older rows read
+    null), even when several writers open it at once."""
+    from mlops_assets.serving.iceberg import partitioned_table
+    from mlops_assets.serving.inference_log import SCHEMA, table_name
+
+    old_schema = pa.schema([f for f in SCHEMA if f.name != "prediction_timestamp"])
+    old = partitioned_table(catalog(settings), table_name("churn"), old_schema, "request_date")
+    old_rows = rows_to_arrow(_rows(0, 3)).select(old_schema.names)
+    append_with_retry(old, old_rows)
+    assert "prediction_timestamp" not in {f.name for f in old.schema().fields}
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        tables = list(pool.map(lambda _: ensure_table(catalog(settings), "churn"), range(6)))
+    for table in tables:
+        assert "prediction_timestamp" in {f.name for f in table.schema().fields}
+    table = catalog(settings).load_table(table_name("churn"))
+    assert [f.name for f in table.schema().fields] == SCHEMA.names
+    assert [f.name for f in table.spec().fields] == ["request_date"]
+
+    append_with_retry(table, rows_to_arrow(_rows(1, 2)))
+    frame = table.scan().to_pandas()
+    old_part, new_part = (
+        frame[frame["request_id"].str.startswith("w0-")],
+        frame[frame["request_id"].str.startswith("w1-")],
+    )
+    assert len(old_part) == 3 and old_part["prediction_timestamp"].isna().all()
+    assert (new_part["prediction_timestamp"] == new_part["requested_at"]).all()
+    assert len(table.snapshots()) == 2  # the evolution rewrote no data

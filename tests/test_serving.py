@@ -2,6 +2,7 @@
 real Feast online store, real MLflow versions and the real Iceberg inference log."""
 
 import datetime as dt
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -10,9 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.features.dataset import build_training_set, load_labels
-from mlops_assets.features.store import materialize_window
-from mlops_assets.models.config import model_configs
 from mlops_assets.models.promotion import history, set_alias
 from mlops_assets.models.registry import CHALLENGER, CHAMPION, alias_version, client, load_model
 from mlops_assets.serving.deployment import (
@@ -23,42 +21,17 @@ from mlops_assets.serving.deployment import (
 )
 from mlops_assets.serving.iceberg import catalog
 from mlops_assets.serving.rollout import RolloutError, deploy, promote, rollback
-from tests.conftest import build_shop, free_port, register_quick_model, scratch_world
+from tests.conftest import register_quick_model
+from tests.serving_world import BASE, REQUEST_TS, error_counts, served_shop
+from tests.serving_world import customers as _world_customers
 
 pytestmark = pytest.mark.slow
-BASE = model_configs()["churn"]
-DAYS = 150
-REQUEST_TS = "2025-05-30T12:00:00+00:00"
 
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    root = tmp_path_factory.mktemp("online")
-    with scratch_world(root) as settings:
-        store = build_shop(settings, days=DAYS)
-        start = dt.datetime.combine(settings.start_date, dt.time(), tzinfo=dt.UTC)
-        materialize_window(store, start, start + dt.timedelta(days=DAYS))
-        dataset = root / "dataset"
-        build_training_set(store, "churn_v1", load_labels(settings), dataset)
-        champion = register_quick_model(settings, dataset)
-        challenger = register_quick_model(settings, dataset, kind="baseline")
-        set_alias(settings, "churn", CHAMPION, champion, actor="test", reason="fixture")
-        set_alias(settings, "churn", CHALLENGER, challenger, actor="test", reason="fixture")
-        serving = BASE.serving.model_copy(update={"port": free_port(), "canary_percent": 30})
-        config = BASE.model_copy(update={"serving": serving})
-        deploy(settings, config, actor="test", reason="fixture")
-        try:
-            yield {
-                "settings": settings,
-                "store": store,
-                "config": config,
-                "dataset": dataset,
-                "champion": champion,
-                "challenger": challenger,
-                "url": f"http://127.0.0.1:{serving.port}",
-            }
-        finally:
-            stop_server(settings, "churn")
+    with served_shop(tmp_path_factory.mktemp("online")) as world:
+        yield world
 
 
 def _call(url: str, body: bytes | dict | None = None, headers: dict | None = None):
@@ -79,15 +52,7 @@ def _call(url: str, body: bytes | dict | None = None, headers: dict | None = Non
 
 
 def _customers(shop, n: int) -> list[int]:
-    """Customers with online features (every customer with a gold snapshot), in id order."""
-    import duckdb
-
-    path = shop["settings"].gold_dir / "customer_features.parquet"
-    with duckdb.connect() as con:
-        ids = con.execute(
-            "select distinct customer_id from read_parquet(?) order by 1 limit ?", [str(path), n]
-        ).fetchall()
-    return [int(i) for (i,) in ids]
+    return _world_customers(shop, n)
 
 
 def _predict(shop, ids: list[int]) -> dict:
@@ -158,57 +123,212 @@ def test_v2_infer_answers_with_typed_outputs_and_the_version(shop):
     np.testing.assert_allclose(outputs["score"]["data"], v1["score"], rtol=1e-12)
 
 
+def _v2(*ids, **changes) -> dict:
+    tensor = {"name": "customer_id", "shape": [len(ids)], "datatype": "INT64", "data": list(ids)}
+    return {"inputs": [{**tensor, **changes}]}
+
+
+def _v2_raw(token: str) -> bytes:
+    """A V2 body with `token` written raw as the id (NaN, Infinity: not expressible in json)."""
+    return json.dumps(_v2(0)).replace("[0]}", f"[{token}]}}").encode()
+
+
+TEXT = {"content-type": "text/plain"}
+# (case, protocol, body, headers, status, reason, message): the README's bad-input list.
 BAD_INPUTS = [
-    ("unknown customer", "v1", {"instances": [{"customer_id": 10**9}]}, 400, "unknown customer"),
-    ("missing field", "v1", {"instances": [{}]}, 400, "missing 'customer_id'"),
-    ("no instances", "v1", {"rows": []}, 400, "missing field 'instances'"),
-    ("empty batch", "v1", {"instances": []}, 400, "empty batch"),
-    ("string id", "v1", {"instances": [{"customer_id": "abc"}]}, 400, "integer customer id"),
-    ("float id", "v1", {"instances": [{"customer_id": 1.5}]}, 400, "integer customer id"),
-    ("extra field", "v1", {"instances": [{"customer_id": 1, "age": 3}]}, 400, "unknown fields"),
-    ("bad timestamp", "v1", {"instances": [{"customer_id": 1, "request_ts": "May"}]}, 400, "ISO"),
-    ("NaN", "v1", b'{"instances": [{"customer_id": NaN}]}', 400, "Unrecognized request format"),
-    ("not JSON", "v1", b"customer_id=1", 400, "Unrecognized request format"),
-    ("instances not a list", "v1", {"instances": {"customer_id": 1}}, 400, "must be a list"),
-    ("too many", "v1", {"instances": [{"customer_id": 1}] * 501}, 400, "the limit is 500"),
-    (
-        "wrong shape",
-        "v2",
-        {"inputs": [{"name": "customer_id", "shape": [3], "datatype": "INT64", "data": [1, 2]}]},
-        400,
-        "shape",
-    ),
-    (
-        "wrong datatype",
-        "v2",
-        {"inputs": [{"name": "customer_id", "shape": [1], "datatype": "FP32", "data": [1.0]}]},
-        400,
-        "must be INT64",
-    ),
-    (
-        "wrong input name",
-        "v2",
-        {"inputs": [{"name": "customer", "shape": [1], "datatype": "INT64", "data": [1]}]},
-        400,
-        "unknown inputs",
-    ),
-    ("v2 missing inputs", "v2", {"id": "x"}, 422, ""),
-]
+    ("unknown customer", "v1", {"instances": [{"customer_id": 10**9}]}, None, 400,
+     "unknown_customer", "unknown customer"),
+    ("missing field", "v1", {"instances": [{}]}, None, 400, "invalid_input",
+     "missing 'customer_id'"),
+    ("null id", "v1", {"instances": [{"customer_id": None}]}, None, 400, "invalid_input",
+     "got null"),
+    ("no instances", "v1", {"rows": []}, None, 400, "invalid_input", "unknown fields ['rows']"),
+    ("extra top-level field", "v1", {"instances": [{"customer_id": 1}], "id": "x"}, None, 400,
+     "invalid_input", "unknown fields ['id']"),
+    ("empty batch", "v1", {"instances": []}, None, 400, "invalid_input", "empty batch"),
+    ("string id", "v1", {"instances": [{"customer_id": "abc"}]}, None, 400, "invalid_input",
+     "integer customer id"),
+    ("float id", "v1", {"instances": [{"customer_id": 1.5}]}, None, 400, "invalid_input",
+     "integer customer id"),
+    ("boolean id", "v1", {"instances": [{"customer_id": True}]}, None, 400, "invalid_input",
+     "integer customer id"),
+    ("negative id", "v1", {"instances": [{"customer_id": -1}]}, None, 400, "invalid_input",
+     "out of range"),
+    ("id 2**63", "v1", {"instances": [{"customer_id": 2**63}]}, None, 400, "invalid_input",
+     "out of range"),
+    ("id 2**70", "v1", {"instances": [{"customer_id": 2**70}]}, None, 400, "invalid_input",
+     "out of range"),
+    ("extra field", "v1", {"instances": [{"customer_id": 1, "age": 3}]}, None, 400,
+     "invalid_input", "unknown fields"),
+    ("bad timestamp", "v1", {"instances": [{"customer_id": 1, "request_ts": "May"}]}, None, 400,
+     "invalid_input", "ISO"),
+    ("timestamp out of range", "v1", {"instances": [{"customer_id": 1, "request_ts": "0001-01-01"}]},
+     None, 400, "invalid_input", "between 1970-01-01"),
+    ("timestamp not a string", "v1", {"instances": [{"customer_id": 1, "request_ts": 17}]}, None,
+     400, "invalid_input", "ISO 8601 string"),
+    ("request before features", "v1",
+     {"instances": [{"customer_id": 10, "request_ts": "2025-01-02T00:00:00+00:00"}]}, None, 400,
+     "request_before_features", "before its online features"),
+    ("NaN", "v1", b'{"instances": [{"customer_id": NaN}]}', None, 400, "invalid_json",
+     "NaN is not valid JSON"),
+    ("Infinity", "v1", b'{"instances": [{"customer_id": 1, "request_ts": Infinity}]}', None, 400,
+     "invalid_json", "Infinity is not valid JSON"),
+    ("overflowing number", "v1", b'{"instances": [{"customer_id": 1e400}]}', None, 400,
+     "invalid_json", "infinity"),
+    ("not JSON", "v1", b"customer_id=1", None, 400, "invalid_json", "not valid JSON"),
+    ("empty body", "v1", b"", None, 400, "invalid_json", "empty"),
+    ("not UTF-8", "v1", b'{"instances": [{"customer_id": "\xff"}]}', None, 400, "invalid_json",
+     "UTF-8"),
+    ("JSON not an object", "v1", [1, 2], None, 400, "invalid_input", "must be a JSON object"),
+    ("instances not a list", "v1", {"instances": {"customer_id": 1}}, None, 400, "invalid_input",
+     "must be a list"),
+    ("too many", "v1", {"instances": [{"customer_id": 1}] * 501}, None, 400, "invalid_input",
+     "the limit is 500"),
+    ("wrong content type", "v1", {"instances": [{"customer_id": 1}]}, TEXT, 415,
+     "unsupported_media_type", "text/plain"),
+    ("v2 wrong shape", "v2", _v2(1, 2, shape=[3]), None, 400, "invalid_input", "shape"),
+    ("v2 2-d shape", "v2", _v2(1, 2, shape=[1, 2]), None, 400, "invalid_input", "shape"),
+    ("v2 shape of strings", "v2", _v2(1, shape=["1"]), None, 400, "invalid_input",
+     "list of integers"),
+    ("v2 wrong datatype", "v2", _v2(1, datatype="FP32"), None, 400, "invalid_input",
+     "must be INT64"),
+    ("v2 float data", "v2", _v2(1.0), None, 400, "invalid_input", "integer customer id"),
+    ("v2 wrong input name", "v2", _v2(1, name="customer"), None, 400, "invalid_input",
+     "unknown inputs"),
+    ("v2 input given twice", "v2", {"inputs": _v2(10)["inputs"] * 2}, None, 400, "invalid_input",
+     "given twice"),
+    ("v2 id 2**63", "v2", _v2(2**63), None, 400, "invalid_input", "out of range"),
+    ("v2 id 2**70", "v2", _v2(2**70), None, 400, "invalid_input", "out of range"),
+    ("v2 INT32 beyond 2**31", "v2", _v2(2**31, datatype="INT32"), None, 400, "invalid_input",
+     "out of range"),
+    ("v2 NaN", "v2", _v2_raw("NaN"), None, 400, "invalid_json", "NaN is not valid JSON"),
+    ("v2 -Infinity", "v2", _v2_raw("-Infinity"), None, 400, "invalid_json",
+     "-Infinity is not valid JSON"),
+    ("v2 NaN in parameters", "v2",
+     b'{"parameters": {"x": NaN}, "inputs": [{"name": "customer_id", "shape": [1], '
+     b'"datatype": "INT64", "data": [10]}]}', None, 400, "invalid_json", "NaN"),
+    ("v2 not JSON", "v2", b"inputs=1", None, 400, "invalid_json", "not valid JSON"),
+    ("v2 missing inputs", "v2", {"id": "x"}, None, 400, "invalid_input",
+     "missing field 'inputs'"),
+    ("v2 null inputs", "v2", {"inputs": None}, None, 400, "invalid_input",
+     "'inputs' must be a list, got null"),
+    ("v2 null data", "v2", _v2(1, data=None), None, 400, "invalid_input", "data is null"),
+    ("v2 missing datatype", "v2", {"inputs": [{"name": "customer_id", "shape": [1], "data": [1]}]},
+     None, 400, "invalid_input", "datatype is missing"),
+    ("v2 extra field", "v2", _v2(1, unit="id"), None, 400, "invalid_input", "unknown fields"),
+    ("v2 id not a string", "v2", {**_v2(10), "id": 7}, None, 400, "invalid_input",
+     "'id' must be a string"),
+    ("v2 nested parameters", "v2", {**_v2(10), "parameters": {"a": {"b": 1}}}, None, 400,
+     "invalid_input", "string, number or boolean"),
+    ("v2 unknown output", "v2", {**_v2(10), "outputs": [{"name": "prob"}]}, None, 400,
+     "invalid_input", "unknown output"),
+    ("v2 request_ts wrong length", "v2",
+     {"inputs": [*_v2(10)["inputs"],
+                 {"name": "request_ts", "shape": [2], "datatype": "BYTES",
+                  "data": [REQUEST_TS, REQUEST_TS]}]}, None, 400, "invalid_input", "2 values for 1"),
+    ("v2 request before features", "v2",
+     {"inputs": [*_v2(10)["inputs"],
+                 {"name": "request_ts", "shape": [1], "datatype": "BYTES",
+                  "data": ["2025-05-01T00:00:00Z"]}]}, None, 400, "request_before_features",
+     "customer 10"),
+    ("v2 JSON string body", "v2", "inputs", None, 400, "invalid_input",
+     "must be a JSON object"),
+    ("v2 wrong content type", "v2", _v2(10), {"content-type": "application/xml"}, 415,
+     "unsupported_media_type", "application/xml"),
+    ("v2 CloudEvent", "v2", _v2(10), {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "s",
+                                      "ce-type": "t"}, 415, "unsupported_media_type",
+     "CloudEvents"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("case", "protocol", "body", "status", "message"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS]
+    ("case", "protocol", "body", "headers", "status", "reason", "message"),
+    BAD_INPUTS,
+    ids=[c[0] for c in BAD_INPUTS],
 )
 def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(
-    shop, case, protocol, body, status, message
+    shop, case, protocol, body, headers, status, reason, message
 ):
     path = "/v1/models/churn:predict" if protocol == "v1" else "/v2/models/churn/infer"
-    got, answer = _call(shop["url"] + path, body)
+    got, answer = _call(shop["url"] + path, body, headers)
     assert got == status, answer
-    text = json.dumps(answer)
-    assert message in text, text
+    assert isinstance(answer, dict) and answer["reason"] == reason, answer
+    assert message in answer["error"], answer
     assert _call(f"{shop['url']}/v2/health/live")[0] == 200
     assert _predict(shop, _customers(shop, 1))["predictions"]
+
+
+def test_a_bad_request_leaves_the_keep_alive_connection_usable(shop):
+    """Each bad request, then a good one, on the same connection: 4xx, then 200, never a reset."""
+    good = json.dumps({"instances": [{"customer_id": _customers(shop, 1)[0]}]})
+    bad = [
+        ("/v2/models/churn/infer", json.dumps(_v2(2**63)), 400),
+        ("/v2/models/churn/infer", json.dumps(_v2(2**70)), 400),
+        ("/v1/models/churn:predict", json.dumps({"instances": [{"customer_id": 2**63}]}), 400),
+        ("/v2/models/churn/infer", _v2_raw("NaN"), 400),
+        ("/v1/models/churn:predict", b"{not json", 400),
+        ("/v2/models/churn/infer", json.dumps({"inputs": None}), 400),
+        ("/v1/models/churn:predict", b" " * (BASE.serving.max_body_bytes + 1), 413),
+        ("/v1/models/fraud:predict", good, 404),
+        ("/v1/models/churn:explain", good, 400),
+    ]
+    conn = http.client.HTTPConnection("127.0.0.1", shop["port"], timeout=30)
+    try:
+        for path, body, status in bad:
+            conn.request("POST", path, body, {"content-type": "application/json"})
+            response = conn.getresponse()
+            answer = json.loads(response.read())
+            assert response.status == status, (path, answer)
+            assert answer["error"] and not response.will_close, (path, answer)
+            conn.request(
+                "POST", "/v1/models/churn:predict", good, {"content-type": "application/json"}
+            )
+            response = conn.getresponse()
+            assert response.status == 200, response.read()
+            assert json.loads(response.read())["predictions"]
+    finally:
+        conn.close()
+
+
+def test_v2_model_metadata_describes_the_input_and_output_tensors(shop):
+    status, metadata = _call(f"{shop['url']}/v2/models/churn")
+    assert status == 200
+    assert metadata["inputs"] == [
+        {"name": "customer_id", "datatype": "INT64", "shape": [-1]},
+        {"name": "request_ts", "datatype": "BYTES", "shape": [-1]},
+    ]
+    assert {o["name"]: o["datatype"] for o in metadata["outputs"]} == {
+        "score": "FP64",
+        "prediction": "INT32",
+        "risk_band": "BYTES",
+        "rule": "BYTES",
+        "model_version": "BYTES",
+        "arm": "BYTES",
+    }
+    # A V2 client may ask for some of the outputs only.
+    status, answer = _call(
+        f"{shop['url']}/v2/models/churn/infer",
+        {**_v2(_customers(shop, 1)[0]), "outputs": [{"name": "score"}]},
+    )
+    assert status == 200 and [o["name"] for o in answer["outputs"]] == ["score"]
+
+
+def test_request_ts_on_or_after_the_feature_timestamp_is_served(shop):
+    customer = _customers(shop, 1)[0]
+    rows = shop["store"].get_online_features(
+        features=["customer_orders:order_count_lifetime"], entity_rows=[{"customer_id": customer}]
+    )
+    stamp = rows.to_dict(include_event_timestamps=True)["order_count_lifetime__ts"][0]
+    as_of = dt.datetime.fromtimestamp(stamp, tz=dt.UTC)
+    url = f"{shop['url']}/v1/models/churn:predict"
+    exactly = {"instances": [{"customer_id": customer, "request_ts": as_of.isoformat()}]}
+    assert _call(url, exactly)[0] == 200
+    before = as_of - dt.timedelta(seconds=1)
+    status, answer = _call(
+        url, {"instances": [{"customer_id": customer, "request_ts": before.isoformat()}]}
+    )
+    assert status == 400 and answer["reason"] == "request_before_features"
+    assert str(customer) in answer["error"] and as_of.isoformat() in answer["error"]
 
 
 def test_oversized_body_is_413_and_unknown_model_is_404(shop):
@@ -227,9 +347,16 @@ def test_oversized_body_is_413_and_unknown_model_is_404(shop):
 
 def test_prometheus_metrics_count_requests_errors_and_versions(shop):
     _predict(shop, _customers(shop, 3))
+    before = error_counts(_call(f"{shop['url']}/metrics")[1], "churn")
     _call(f"{shop['url']}/v1/models/churn:predict", {"instances": []})
+    _call(f"{shop['url']}/v1/models/churn:predict", b"{")
+    _call(f"{shop['url']}/v2/models/churn/infer", _v2(10**9))
     status, text = _call(f"{shop['url']}/metrics")
     assert status == 200
+    after = error_counts(text, "churn")
+    for reason in ("invalid_input", "invalid_json", "unknown_customer"):
+        assert after[reason] - before.get(reason, 0) == 1, (reason, before, after)
+    assert "internal_error" not in after
     assert (
         f'mlops_predictions_total{{arm="champion",model="churn",model_version="{shop["champion"]}"}}'
         in text
@@ -304,7 +431,9 @@ def test_every_online_prediction_reaches_the_inference_log_on_clean_shutdown(sho
     for i in range(120):
         request_id = f"log-test-{i}"
         batch = ids[i % 10 : i % 10 + 1 + i % 4]
-        body = {"instances": [{"customer_id": c, "request_ts": REQUEST_TS} for c in batch]}
+        # Every fifth request gives no request_ts: its predictions are as of their arrival.
+        stamp = {"request_ts": REQUEST_TS} if i % 5 else {}
+        body = {"instances": [{"customer_id": c, **stamp} for c in batch]}
         status, answer = _call(
             f"{shop['url']}/v1/models/churn:predict", body, {"x-request-id": request_id}
         )
@@ -323,6 +452,13 @@ def test_every_online_prediction_reaches_the_inference_log_on_clean_shutdown(sho
         assert (rows["latency_ms"] > 0).all()
         features = json.loads(rows["features"].iloc[0])
         assert "lifetime_value_usd" in features and "days_since_last_order_now" in features
+    # prediction_timestamp: the request_ts the client gave, else the arrival (requested_at).
+    index = ours["request_id"].str.removeprefix("log-test-").astype(int)
+    given, arrival = ours[index % 5 != 0], ours[index % 5 == 0]
+    assert len(given) and len(arrival)
+    assert (given["prediction_timestamp"] == pd.Timestamp(REQUEST_TS)).all()
+    assert (given["requested_at"] > pd.Timestamp(REQUEST_TS)).all()  # the wall clock
+    assert (arrival["prediction_timestamp"] == arrival["requested_at"]).all()
     deploy(settings, config, actor="test", reason="restart after the log test")
 
 

@@ -8,7 +8,7 @@ Either way the values are those of `FeatureStore.get_online_features` (the tests
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -52,6 +52,13 @@ class OnlineFeatureReader:
     ) -> list[dict[str, Any]]:
         """Feature dicts (bare feature names), one per entity, in the order given; a feature the
         store has no value for is None."""
+        return self.read_with_timestamps(entity_ids, request_ts)[0]
+
+    def read_with_timestamps(
+        self, entity_ids: Sequence[int], request_ts: datetime | None = None
+    ) -> tuple[list[dict[str, Any]], list[datetime | None]]:
+        """`read`, plus per entity the event timestamp (UTC) of the newest stored feature values
+        returned (None when the store has none): the moment those values describe."""
         if not self._direct:
             return self._read_with_sdk(entity_ids, request_ts)
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
@@ -63,9 +70,12 @@ class OnlineFeatureReader:
             for e in entity_ids
         ]
         rows: list[dict[str, Any]] = [{} for _ in keys]
+        newest: list[datetime | None] = [None] * len(keys)
         for view, names in self.views:
             found = self._online.online_read(self._config, view, keys, names)
-            for row, (_, values) in zip(rows, found, strict=True):
+            for i, (row, (event_ts, values)) in enumerate(zip(rows, found, strict=True)):
+                if values and event_ts is not None and (newest[i] is None or event_ts > newest[i]):
+                    newest[i] = event_ts
                 for name in names:
                     value = (values or {}).get(name)
                     row[name] = None if value is None else feast_value_type_to_python_type(value)
@@ -81,18 +91,27 @@ class OnlineFeatureReader:
             for name in names:
                 for row, value in zip(rows, outputs[name], strict=True):
                     row[name] = value
-        return rows
+        return rows, newest
 
     def _read_with_sdk(
         self, entity_ids: Sequence[int], request_ts: datetime | None
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], list[datetime | None]]:
         response = self._store.get_online_features(
             features=self._service,
             entity_rows=[
                 {self.join_key: int(e), **dict.fromkeys(self.request_fields, request_ts)}
                 for e in entity_ids
             ],
-        ).to_dict()
-        return [
+        ).to_dict(include_event_timestamps=True)
+        rows = [
             {name: response[name][i] for name in self.feature_names} for i in range(len(entity_ids))
         ]
+        stored = [n for _, names in self.views for n in names]
+        newest: list[datetime | None] = []
+        for i, row in enumerate(rows):
+            # Feast reports seconds since the epoch per feature (0 where it has no value).
+            seconds = max(
+                (response[f"{n}__ts"][i] for n in stored if row.get(n) is not None), default=0
+            )
+            newest.append(datetime.fromtimestamp(seconds, tz=UTC) if seconds else None)
+        return rows, newest

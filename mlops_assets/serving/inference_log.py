@@ -1,5 +1,10 @@
 """The inference log: every online prediction appended to an Iceberg table in small batches.
 
+`requested_at` is the wall clock when the request arrived; `prediction_timestamp` is the moment the
+prediction is valid for (as of): the request's `request_ts` when the client gave one, else the
+arrival time. A table created before `prediction_timestamp` existed gains the column (a schema
+evolution; its older rows read null there) the first time a writer opens it.
+
 The request path only puts a tuple on a queue; a writer process commits batches (every
 `log_flush_rows` rows or `log_flush_seconds`), so Iceberg commits never hold the server's GIL. On a
 clean shutdown the queue is drained and the last batch committed before the process exits.
@@ -39,8 +44,14 @@ SCHEMA = pa.schema(
         pa.field("latency_ms", pa.float64(), nullable=False),
         pa.field("requested_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("request_date", pa.date32(), nullable=False),
+        # Added after the first release: optional, as a column added to an existing table is.
+        pa.field("prediction_timestamp", pa.timestamp("us", tz="UTC"), nullable=True),
     ]
 )
+# Columns added since the first schema, with their documentation (evolved into older tables).
+ADDED_COLUMNS = {
+    "prediction_timestamp": "the moment the prediction is valid for: request_ts, else arrival",
+}
 _STOP = None
 _EMPTY = object()
 
@@ -50,10 +61,40 @@ def table_name(model: str) -> str:
 
 
 def ensure_table(cat: Any, model: str) -> Any:
-    """The model's inference log table, partitioned by request day."""
+    """The model's inference log table, partitioned by request day; a table with an older schema
+    gains the columns added since (never a rewrite: older rows read null there)."""
     from mlops_assets.serving.iceberg import partitioned_table
 
-    return partitioned_table(cat, table_name(model), SCHEMA, "request_date")
+    table = partitioned_table(cat, table_name(model), SCHEMA, "request_date")
+    return evolve_schema(cat, table_name(model), table)
+
+
+def evolve_schema(cat: Any, name: str, table: Any, attempts: int = 20) -> Any:
+    """Add the columns of `ADDED_COLUMNS` that `table` lacks. Another writer evolving the same
+    table at the same moment is fine: a lost commit re-reads the table and looks again."""
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.types import TimestamptzType
+    from sqlalchemy.exc import OperationalError
+
+    types = {"prediction_timestamp": TimestamptzType()}
+    for attempt in range(1, attempts + 1):
+        present = {f.name for f in table.schema().fields}
+        missing = [column for column in ADDED_COLUMNS if column not in present]
+        if not missing:
+            return table
+        try:
+            with table.update_schema() as update:
+                for column in missing:
+                    update.add_column(column, types[column], doc=ADDED_COLUMNS[column])
+            log.info("%s: added column(s) %s", name, missing)
+        except (CommitFailedException, OperationalError, ValueError) as err:
+            # ValueError: a concurrent writer added the column between our read and our update.
+            if attempt == attempts:
+                raise
+            log.debug("schema update lost a race (%s); re-reading", type(err).__name__)
+            time.sleep(random.uniform(0.005, 0.05))
+        table = cat.load_table(name)
+    return table
 
 
 def append_with_retry(table: Any, rows: pa.Table, attempts: int = 50) -> int:
@@ -104,9 +145,16 @@ class InferenceLog:
         features: list[dict[str, Any]],
         latency_seconds: float,
         at: dt.datetime,
+        valid_for: list[dt.datetime | None] | None = None,
     ) -> None:
+        """`at`: when the request arrived; `valid_for`: per row, the request_ts the client gave
+        (None: the prediction is as of `at`)."""
         latency_ms = latency_seconds * 1000.0
         micros = int(at.timestamp() * 1_000_000)
+        as_of = [
+            micros if t is None else int(t.timestamp() * 1_000_000)
+            for t in (valid_for or [None] * len(features))
+        ]
         columns = [
             result[k]
             for k in (
@@ -119,8 +167,8 @@ class InferenceLog:
                 "arm",
             )
         ]
-        for (customer, score, prediction, band, rule, version, arm), used in zip(
-            zip(*columns, strict=True), features, strict=True
+        for (customer, score, prediction, band, rule, version, arm), used, valid in zip(
+            zip(*columns, strict=True), features, as_of, strict=True
         ):
             self._queue.put(
                 (
@@ -135,6 +183,7 @@ class InferenceLog:
                     str(arm),
                     latency_ms,
                     micros,
+                    valid,
                 )
             )
 
@@ -152,13 +201,17 @@ class InferenceLog:
 
 
 def rows_to_arrow(rows: list[tuple]) -> pa.Table:
+    """Rows as `record` queues them: ten values, requested_at and prediction_timestamp as
+    microseconds since the epoch (a row without the last is valid as of its arrival)."""
+    rows = [r if len(r) == 12 else (*r, r[10]) for r in rows]
     columns = list(zip(*rows, strict=True))
-    micros = pa.array(columns[10], pa.int64())
-    requested_at = micros.cast(pa.timestamp("us", tz="UTC"))
+    stamp = pa.timestamp("us", tz="UTC")
+    requested_at = pa.array(columns[10], pa.int64()).cast(stamp)
     days = pa.array([m // 86_400_000_000 for m in columns[10]], pa.int32()).cast(pa.date32())
+    prediction_timestamp = pa.array(columns[11], pa.int64()).cast(stamp)
     return pa.table(
         [pa.array(c, f.type) for c, f in zip(columns[:10], SCHEMA, strict=False)]
-        + [requested_at, days],
+        + [requested_at, days, prediction_timestamp],
         schema=SCHEMA,
     )
 
