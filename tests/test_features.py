@@ -20,7 +20,8 @@ from mlops_assets.features.dataset import (
 from mlops_assets.features.online import OnlineFeatureReader
 from mlops_assets.features.store import apply_feature_repo, repo_contents
 from mlops_assets.settings import get_settings
-from tests.conftest import build_shop
+from mlops_assets.world import save_world
+from tests.conftest import build_shop, small_world
 
 pytestmark = pytest.mark.slow
 DAYS = 120
@@ -34,8 +35,8 @@ def shop(tmp_path_factory):
     root = tmp_path_factory.mktemp("shop")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOPS_DATA_DIR", str(root / "data"))
-        mp.setenv("MLOPS_N_CUSTOMERS", "5000")
         mp.delenv("MLOPS_LANDING_URI", raising=False)
+        save_world(root / "data", small_world(5000))
         get_settings.cache_clear()
         settings = get_settings()
         store = build_shop(settings, days=DAYS, run_dbt_tests=True)
@@ -170,21 +171,37 @@ def test_an_older_event_never_overwrites_a_newer_one(shop):
     assert online_rows(settings) == newest
 
 
+def recorded_intervals(store) -> dict[str, list[tuple[dt.datetime, dt.datetime]]]:
+    store.refresh_registry()
+    return {v.name: list(v.materialization_intervals) for v in store.list_feature_views()}
+
+
 def test_bulk_materialization_writes_exactly_what_feast_writes(shop):
     settings, store = shop
     store.teardown()
     apply_feature_repo(store)
+    before = recorded_intervals(store)
     store.materialize(start_date=START, end_date=END)
     through_feast = online_rows(settings)
+    # Feast records the window per view; the bulk path must record the same.
+    feast_recorded = {v: i[len(before[v]) :] for v, i in recorded_intervals(store).items()}
+    assert feast_recorded == {view: [(START, END)] for view in before}
     store.teardown()
     apply_feature_repo(store)
+    before = recorded_intervals(store)
     written = bulk_materialize(store, START, END)
     assert set(written) == {"customer_profile", "customer_orders", "customer_support"}
     assert online_rows(settings) == through_feast
-    # Replaying windows through the bulk path is idempotent and monotonic as well.
+    bulk_recorded = {v: i[len(before[v]) :] for v, i in recorded_intervals(store).items()}
+    assert bulk_recorded == feast_recorded
+    # Replaying windows through the bulk path is idempotent and monotonic as well, and an older
+    # window never moves the incremental watermark back.
     bulk_materialize(store, START, START + dt.timedelta(days=60))
     bulk_materialize(store, START, END)
     assert online_rows(settings) == through_feast
+    store.refresh_registry()
+    assert {v.most_recent_end_time for v in store.list_feature_views()} == {END}
+    assert all(a <= b for i in recorded_intervals(store).values() for a, b in i)
 
 
 def test_training_set_is_split_by_time_and_counts_add_up(shop, tmp_path):

@@ -9,10 +9,16 @@ Two differences from Feast's stock SQLite store, both needed here:
 
 Rows written through Feast (`FeatureStore.materialize`, `write_to_online_store`) and by
 `mlops_assets.features.bulk` are byte-identical (tested).
+
+`CheckedLocalProvider` is the embedded profile's Feast provider (`provider:` in
+feature_repo/feature_store.yaml): Feast's local provider, except that it refuses a window Feast
+would record wrongly, so `feast materialize-incremental` fails with the reason instead of writing
+nothing and recording an inverted interval.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -23,14 +29,15 @@ from feast import Entity, FeatureView
 from feast.infra.infra_object import InfraObject
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig, _table_id
+from feast.infra.passthrough_provider import PassthroughProvider
 from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import RepeatedValue
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
-from feast.utils import to_naive_utc
+from feast.utils import make_tzaware, to_naive_utc
 
-from mlops_assets.features.store import STORE_TYPE
+from mlops_assets.features.store import STORE_TYPE, check_window
 
 LAYOUTS = "mlops_feature_layouts"
 
@@ -72,15 +79,21 @@ class MonotonicSqliteOnlineStore(SqliteOnlineStore):
         return conn
 
     def layout_id(self, conn: sqlite3.Connection, table: str, names: Sequence[str]) -> int:
-        """The id of the value order `names` for `table` (a view's schema may change over time)."""
+        """The id of the value order `names` for `table` (a view's schema may change over time).
+        A hash of both, not a counter: the store's bytes must not depend on which view was written
+        first (the Feast CLI and the SDK order views differently). A store written before keeps
+        the ids it has."""
         encoded = json.dumps(list(names))
+        digest = hashlib.sha256(json.dumps([table, encoded]).encode()).digest()
         conn.execute(
-            f"INSERT OR IGNORE INTO {LAYOUTS} (table_name, feature_names) VALUES (?, ?)",
-            (table, encoded),
+            f"INSERT OR IGNORE INTO {LAYOUTS} (id, table_name, feature_names) VALUES (?, ?, ?)",
+            (int.from_bytes(digest[:8], "big") >> 1, table, encoded),
         )
         row = conn.execute(
             f"SELECT id FROM {LAYOUTS} WHERE table_name = ? AND feature_names = ?", (table, encoded)
         ).fetchone()
+        if row is None:  # a 63-bit hash collision with another layout
+            raise RuntimeError(f"no layout id for {table} {encoded}")
         return int(row[0])
 
     def _layouts(self, conn: sqlite3.Connection, table: str) -> dict[int, list[str]]:
@@ -183,3 +196,51 @@ class MonotonicSqliteOnlineStore(SqliteOnlineStore):
     def plan(self, config: RepoConfig, desired_registry_proto: RegistryProto) -> list[InfraObject]:
         # Tables are managed by update(); the stock plan would describe the stock layout.
         return []
+
+
+class CheckedLocalProvider(PassthroughProvider):
+    """Feast's `local` provider that refuses, before anything is written or recorded, the windows
+    Feast would record as a wrong materialization interval:
+
+    - a start after the end. `materialize-incremental` starts a view at its latest recorded end,
+      or at now - ttl when none is recorded: on data older than the TTL (this project's simulated
+      2025) that start is after the end, Feast writes nothing and still records the interval,
+      moving the watermark to the end;
+    - an end in the future: the watermark would pass now and later data be skipped (feast #4222).
+    """
+
+    def materialize_single_feature_view(
+        self,
+        config: RepoConfig,
+        feature_view: FeatureView,
+        start_date: datetime,
+        end_date: datetime,
+        registry: Any,
+        project: str,
+        tqdm_builder: Callable[[int], Any],
+        disable_event_timestamp: bool = False,
+    ) -> None:
+        try:
+            check_window(start_date, end_date, allow_empty=True)
+        except ValueError as err:
+            hint = ""
+            inverted = make_tzaware(start_date) > make_tzaware(end_date)
+            if inverted and not getattr(feature_view, "materialization_intervals", []):
+                hint = (
+                    " (no materialization is recorded for this view yet, so Feast starts at now - "
+                    "ttl): run `feast materialize <start> <end>` or the Dagster asset "
+                    "feast/online/customer_features first"
+                )
+            elif inverted:
+                hint = f" (the view is already materialized up to {start_date.isoformat()})"
+            raise ValueError(f"feature view {feature_view.name}: {err}{hint}") from None
+        super().materialize_single_feature_view(
+            config,
+            feature_view,
+            start_date,
+            end_date,
+            registry,
+            project,
+            tqdm_builder,
+            disable_event_timestamp,
+        )

@@ -1,19 +1,33 @@
 """DVC versioning of training sets: commit the dvc.yaml stage that produced a dataset, push it to
-the remote, and fetch any version back by the hash a model's lineage cites."""
+the remote, and fetch any version back by the hash a model's lineage cites.
+
+Which DVC project versions a data folder's training sets (`dvc_root`):
+- `MLOPS_DVC_ROOT` when set: an existing DVC project, used as it is;
+- the repository itself (`dvc.yaml`, `dvc.lock` tracked by git, outputs in `datasets/`) for the
+  default data folder `./data`: `make demo` then leaves `dvc.lock` as committed when the data are
+  the same, and `dvc status` / `dvc pull` work in the checkout;
+- otherwise the data folder itself, made a DVC project (no git) on first use, with a `dvc.yaml`
+  generated from the repository's (same stages, paths resolved from the data folder) and outputs in
+  `<data folder>/datasets/`: tests, benchmarks and second worlds never touch the tracked files.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from mlops_assets.settings import Environment, Settings
+from mlops_assets.settings import PROJECT_ROOT, Environment, Settings
 
 STAGES = {"churn_v1": "churn_v1_dataset"}
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+GENERATED = "Generated from {source} for this data folder (mlops_assets/features/versioning.py)."
 
 
 class VersioningError(RuntimeError):
@@ -43,27 +57,140 @@ class DatasetVersion:
         }
 
 
-def _configure(settings: Settings) -> None:
-    """DVC keeps its caches in the project's data folder (not /var/tmp), and the remote follows
-    the environment. Written to .dvc/config.local, which DVC keeps out of git."""
+def _is_default_data_dir(settings: Settings) -> bool:
+    return settings.data_dir.resolve() == DEFAULT_DATA_DIR.resolve()
+
+
+def dvc_root(settings: Settings) -> Path:
+    """The DVC project that versions this data folder's training sets (see the module doc)."""
+    explicit = "dvc_root" in settings.model_fields_set
+    if explicit or settings.dvc_root.resolve() != PROJECT_ROOT.resolve():
+        return settings.dvc_root.resolve()
+    if _is_default_data_dir(settings):
+        return PROJECT_ROOT
+    return settings.data_dir.resolve()
+
+
+def datasets_dir(settings: Settings) -> Path:
+    """Where the training sets (the stages' outputs) of this data folder are written."""
+    return dvc_root(settings) / "datasets"
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Atomic, and only on change: concurrent runs read the old file or the new one."""
+    if path.exists() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; these are ordinary project files
+    os.replace(tmp, path)
+
+
+def _data_path(path: str) -> str:
+    """A path of the repository's dvc.yaml as seen from a data-folder project: the data folder's
+    own files relative to it, the repository's files (feature_repo/...) absolute."""
+    prefix = f"{DEFAULT_DATA_DIR.name}/"
+    if path.startswith(prefix):
+        return path.removeprefix(prefix)
+    return str(PROJECT_ROOT / path)
+
+
+def _generated_pipeline(settings: Settings) -> str:
+    """The repository's dvc.yaml for the data folder `settings.data_dir`: the same stages and
+    outputs, dependencies resolved from there, and the command pointed at this data folder."""
+    data = settings.data_dir.resolve()
+    spec = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
+    env = f"MLOPS_DATA_DIR={shlex.quote(str(data))} MLOPS_DVC_ROOT={shlex.quote(str(data))}"
+    for stage in spec["stages"].values():
+        stage["cmd"] = f"{env} {stage['cmd']}"
+        stage["deps"] = [_data_path(d) for d in stage.get("deps", [])]
+    header = f"# {GENERATED.format(source=PROJECT_ROOT / 'dvc.yaml')}\n"
+    return header + yaml.safe_dump(spec, sort_keys=False, width=1_000)
+
+
+def _generated_config(root: Path) -> str:
+    """The repository's .dvc/config for a data-folder project: the same remotes and options,
+    with the paths that point into ./data pointing into this data folder (relative to .dvc/)."""
+    from configobj import ConfigObj
+
+    config = ConfigObj(str(PROJECT_ROOT / ".dvc" / "config"))
+    prefix = f"../{DEFAULT_DATA_DIR.name}/"
+
+    def rebase(section) -> None:
+        for key, value in section.items():
+            if isinstance(value, dict):
+                rebase(value)
+            elif isinstance(value, str) and value.startswith(prefix):
+                section[key] = "../" + value.removeprefix(prefix)
+
+    rebase(config)
+    config.setdefault("core", {})["no_scm"] = "true"  # a data folder is not a git checkout
+    config.filename = None
+    config.initial_comment = [f"# {GENERATED.format(source=PROJECT_ROOT / '.dvc' / 'config')}"]
+    return "\n".join(config.write()) + "\n"
+
+
+def _ensure_data_project(settings: Settings, root: Path) -> None:
+    """Make the data folder a DVC project (once) and keep its generated files current."""
+    from dvc.exceptions import InitError
     from dvc.repo import Repo
 
-    os.environ["DVC_SITE_CACHE_DIR"] = str(settings.data_dir / "dvc" / "site")
+    if not (root / ".dvc").is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            Repo.init(str(root), no_scm=True).close()
+        except InitError:
+            if not (root / ".dvc").is_dir():  # not a concurrent init: a real failure
+                raise
+    _write_if_changed(root / ".dvc" / "config", _generated_config(root))
+    _write_if_changed(root / "dvc.yaml", _generated_pipeline(settings))
+    # DVC walks the project for dvc.yaml files: it needs the gold tables and the datasets only,
+    # not landing data, warehouses or instances.
+    keep = sorted(
+        {"dvc.yaml", "dvc.lock", "datasets"}
+        | {
+            p.split("/")[0]
+            for stage in yaml.safe_load((root / "dvc.yaml").read_text())["stages"].values()
+            for p in [*stage.get("deps", []), *stage.get("outs", [])]
+            if not Path(p).is_absolute()
+        }
+    )
+    _write_if_changed(
+        root / ".dvcignore",
+        f"# {GENERATED.format(source='the stages of dvc.yaml')}\n/*\n"
+        + "".join(f"!/{name}\n" for name in keep),
+    )
+
+
+def _configure(settings: Settings) -> Path:
+    """The DVC project of this data folder (created if it is the data folder's own), with its
+    caches in the data folder (not /var/tmp) and the remote following the environment. Machine
+    paths go to .dvc/config.local, which DVC keeps out of git. Returns the project's root."""
+    from dvc.repo import Repo
+
+    root = dvc_root(settings)
+    if root == settings.data_dir.resolve() and not _is_default_data_dir(settings):
+        _ensure_data_project(settings, root)
+    site = str(settings.data_dir.resolve() / "dvc" / "site")
+    os.environ["DVC_SITE_CACHE_DIR"] = site
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-    with Repo(str(settings.dvc_root)) as repo, repo.config.edit("local") as local:
-        local.setdefault("core", {})["site_cache_dir"] = str(settings.data_dir / "dvc" / "site")
-        local.setdefault("cache", {})["dir"] = str(settings.data_dir / "dvc" / "cache")
+    with Repo(str(root)) as repo, repo.config.edit("local") as local:
+        local.setdefault("core", {})["site_cache_dir"] = site
+        local.setdefault("cache", {})["dir"] = str(settings.data_dir.resolve() / "dvc" / "cache")
         remotes = local.setdefault("remote", {})
-        remotes.setdefault("local", {})["url"] = str(settings.data_dir / "dvc" / "remote")
+        remotes.setdefault("local", {})["url"] = str(settings.data_dir.resolve() / "dvc" / "remote")
         if settings.dvc_s3_url:
             remotes.setdefault("s3", {})["url"] = settings.dvc_s3_url
         local["core"]["remote"] = "s3" if settings.env is Environment.PROD else "local"
+    return root
 
 
-def _remote(settings: Settings) -> tuple[str, str]:
+def _remote(root: Path) -> tuple[str, str]:
     from dvc.repo import Repo
 
-    with Repo(str(settings.dvc_root)) as repo:
+    with Repo(str(root)) as repo:
         name = repo.config["core"]["remote"]
         return name, str(repo.config["remote"][name]["url"])
 
@@ -77,9 +204,9 @@ def commit_and_push(settings: Settings, service: str) -> DatasetVersion:
         raise VersioningError(
             f"no dvc.yaml stage for feature service {service!r}; known: {sorted(STAGES)}"
         )
-    _configure(settings)
+    root = _configure(settings)
     # DVC resolves targets against the working directory, as its CLI does.
-    with contextlib.chdir(settings.dvc_root), Repo(str(settings.dvc_root)) as repo:
+    with contextlib.chdir(root), Repo(str(root)) as repo:
         repo.commit(stage_name, force=True)
         repo.push(targets=[stage_name])
     return current_version(settings, service)
@@ -87,9 +214,10 @@ def commit_and_push(settings: Settings, service: str) -> DatasetVersion:
 
 def current_version(settings: Settings, service: str) -> DatasetVersion:
     stage_name = STAGES[service]
-    lock = yaml.safe_load((settings.dvc_root / "dvc.lock").read_text())
+    root = dvc_root(settings)
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
     out = lock["stages"][stage_name]["outs"][0]
-    remote, url = _remote(settings)
+    remote, url = _remote(root)
     return DatasetVersion(
         stage=stage_name,
         path=out["path"],
@@ -109,14 +237,14 @@ def pull(settings: Settings, md5: str, dest: Path) -> Path:
 
     if not md5.endswith(".dir"):
         md5 = f"{md5}.dir"
-    _configure(settings)
-    pulls = settings.datasets_dir / ".pulls"
+    root = _configure(settings)
+    pulls = root / "datasets" / ".pulls"
     pulls.mkdir(parents=True, exist_ok=True)
     name = md5.removesuffix(".dir")
     dvcfile = pulls / f"{name}.dvc"
     dvcfile.write_text(yaml.safe_dump({"outs": [{"md5": md5, "path": name, "hash": "md5"}]}))
     try:
-        with contextlib.chdir(settings.dvc_root), Repo(str(settings.dvc_root)) as repo:
+        with contextlib.chdir(root), Repo(str(root)) as repo:
             repo.pull(targets=[str(dvcfile)], force=True)
     except DvcException as err:
         raise VersioningError(f"could not pull dataset {md5}: {err}") from err

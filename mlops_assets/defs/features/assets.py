@@ -58,8 +58,8 @@ def feast_registry(context: dg.AssetExecutionContext, feature_store: FeatureStor
     kinds={"feast", "sqlite"},
     description=(
         "Customer features materialized into the online store, one day of feature timestamps per "
-        "partition. Re-running a day leaves the store identical; an older event never overwrites a "
-        "newer one."
+        "partition, the window recorded in the Feast registry as `feast materialize` records it. "
+        "Re-running a day leaves the store identical; an older event never overwrites a newer one."
     ),
 )
 def feast_online_features(context: dg.AssetExecutionContext, feature_store: FeatureStoreResource):
@@ -76,10 +76,16 @@ def feast_online_features(context: dg.AssetExecutionContext, feature_store: Feat
     except ValueError as err:
         raise dg.Failure(str(err)) from None
     rows = source_rows_between(feature_store.settings(), start, end)
+    # The window is recorded in the Feast registry as `feast materialize` records it: the latest
+    # end is where `feast materialize-incremental` continues.
+    watermarks = [v.most_recent_end_time for v in store.list_feature_views()]
     return dg.MaterializeResult(
         metadata={
             "window_start": start.isoformat(),
             "window_end": end.isoformat(),
+            "feast_incremental_watermark": min(watermarks).isoformat()
+            if watermarks and None not in watermarks
+            else "n/a",
             "feature_views": ", ".join(written),
             "source_rows": rows if rows is not None else "n/a",
             **{f"entities_written_{v}": n for v, n in written.items() if n is not None},
@@ -110,10 +116,12 @@ def churn_training_dataset(
     config: DatasetConfig,
 ):
     from mlops_assets.features.dataset import DatasetError, build_training_set, load_labels
-    from mlops_assets.features.versioning import VersioningError, commit_and_push
+    from mlops_assets.features.versioning import VersioningError, commit_and_push, datasets_dir
 
     settings = feature_store.settings()
-    out_dir = settings.datasets_dir / SERVICE
+    # The data folder's DVC project decides where: the repository's datasets/ for ./data, the
+    # data folder's own otherwise (features/versioning.py).
+    out_dir = datasets_dir(settings) / SERVICE
     known_by = None
     if config.labels_known_by:
         try:
