@@ -37,7 +37,10 @@ prepare: install
 ## The Dagster UI and daemon on the same local instance `make demo` writes to.
 dev: install
 	$(BIN)/mlops prepare
+	@home=$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home}; mkdir -p $$home; \
+		test -f $$home/dagster.yaml || cp deploy/dagster/local/dagster.yaml $$home/
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home} PATH=$(CURDIR)/$(BIN):$$PATH \
+		DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true \
 		$(BIN)/dagster dev -h 127.0.0.1 -p $(PORT)
 
 bench: install

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mlops_assets.datagen.landing import land_day  # noqa: E402
-from mlops_assets.datagen.simulate import WorldConfig  # noqa: E402
 from mlops_assets.defs.dbt.project import DBT_EXECUTABLE, DBT_PROJECT_DIR  # noqa: E402
+from mlops_assets.world import World  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -44,7 +44,9 @@ def code_location_load(runs: int) -> list[float]:
 def one_scale(customers: int, days: int) -> dict:
     data = RESULTS / f"data_{customers}"
     shutil.rmtree(data, ignore_errors=True)
-    cfg = WorldConfig(n_customers=customers)
+    cfg = World(
+        n_customers=customers, days=days, covariate_drift_from=None, concept_drift_from=None
+    )
     landing = str(data / "landing")
 
     started = time.perf_counter()

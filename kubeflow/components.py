@@ -2,6 +2,7 @@
 artifacts or plain parameters. They run in the project's image (`MLOPS_PIPELINE_IMAGE`) on a cluster
 and in the current environment under `kfp.local`."""
 
+import functools
 import os
 from typing import NamedTuple
 
@@ -9,9 +10,11 @@ from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
 BASE_IMAGE = os.environ.get("MLOPS_PIPELINE_IMAGE", "ghcr.io/lakehouse-mlops/mlops:0.1.0")
+# The image (and the local environment) has the project and kfp installed: no pip install per step.
+component = functools.partial(dsl.component, base_image=BASE_IMAGE, install_kfp_package=False)
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@component
 def fetch_dataset(dvc_md5: str, dataset: Output[Dataset]):
     """The exact training set a DVC hash names, from the DVC remote (verified on pull)."""
     from pathlib import Path
@@ -23,7 +26,7 @@ def fetch_dataset(dvc_md5: str, dataset: Output[Dataset]):
     dataset.metadata["dvc_md5"] = dvc_md5
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@component
 def train_model(
     dataset: Input[Dataset],
     config_json: str,
@@ -36,10 +39,10 @@ def train_model(
     import json
     from pathlib import Path
 
-    import joblib
     import pandas as pd
 
     from mlops_assets.models.config import ModelConfig
+    from mlops_assets.models.registry import MODEL_FILE, save_estimator
     from mlops_assets.models.training import (
         build_estimator,
         check_labels,
@@ -74,13 +77,13 @@ def train_model(
     for kind, artifact in (("model", model), ("baseline", baseline)):
         Path(artifact.path).mkdir(parents=True, exist_ok=True)
         estimator = build_estimator(tuned, X, kind).fit(X, full[config.label])
-        joblib.dump(estimator, Path(artifact.path) / "model.joblib")
+        save_estimator(estimator, Path(artifact.path) / MODEL_FILE)
     model.metadata["algorithm"] = config.algorithm
     model.metadata["params_json"] = tuned.params.model_dump_json()
     model.metadata["tuning_trials_json"] = json.dumps(trials)
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@component
 def evaluate_model(
     dataset: Input[Dataset],
     model: Input[Model],
@@ -94,10 +97,10 @@ def evaluate_model(
     from collections import namedtuple
     from pathlib import Path
 
-    import joblib
     from sklearn.metrics import confusion_matrix, roc_curve
 
     from mlops_assets.models.config import ModelConfig
+    from mlops_assets.models.registry import MODEL_FILE, load_estimator
     from mlops_assets.models.training import (
         check_labels,
         dataset_schema,
@@ -115,7 +118,7 @@ def evaluate_model(
     X = feature_frame(test, features)
     results = {}
     for kind, artifact in (("model", model), ("baseline", baseline)):
-        scores = joblib.load(Path(artifact.path) / "model.joblib").predict_proba(X)[:, 1]
+        scores = load_estimator(Path(artifact.path) / MODEL_FILE).predict_proba(X)[:, 1]
         results[kind] = evaluate(y, scores, config.decision_threshold)
         for name, value in results[kind].items():
             metrics.log_metric(f"{kind}_test_{name}", value)
@@ -135,7 +138,7 @@ def evaluate_model(
     return out(json.dumps(results, sort_keys=True), results["model"]["roc_auc"])
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@component
 def register_model(
     dataset: Input[Dataset],
     model: Input[Model],
@@ -150,10 +153,8 @@ def register_model(
     from collections import namedtuple
     from pathlib import Path
 
-    import joblib
-
     from mlops_assets.models.config import ModelConfig
-    from mlops_assets.models.registry import log_and_register
+    from mlops_assets.models.registry import MODEL_FILE, load_estimator, log_and_register
     from mlops_assets.models.training import dataset_schema, feature_frame, read_split
 
     config = ModelConfig.model_validate_json(config_json)
@@ -168,7 +169,7 @@ def register_model(
     example = feature_frame(read_split(folder, "test").head(5), dataset_schema(folder)["features"])
     lineage = {**json.loads(lineage_json), "kfp_run_id": kfp_run_id}
     run_id, version = log_and_register(
-        estimator=joblib.load(Path(model.path) / "model.joblib"),
+        estimator=load_estimator(Path(model.path) / MODEL_FILE),
         input_example=example,
         config=config,
         metrics=json.loads(metrics_json),

@@ -174,7 +174,9 @@ def degradation_summary(settings: Settings, config: Any) -> tuple[dt.date | None
 
 
 def write_timeline(settings: Settings, timeline: Timeline) -> str:
-    """Replace monitoring.timeline with this run's events (query it with `mlops sql`)."""
+    """Replace monitoring.timeline with this run's events (query it with `mlops sql`). An event's
+    "at" is stored as `occurred_at` (`at` is a keyword SQL users would have to quote); a table
+    written with the old column name gets it renamed."""
     import pyarrow as pa
     from pyiceberg.exceptions import NoSuchTableError
 
@@ -182,7 +184,7 @@ def write_timeline(settings: Settings, timeline: Timeline) -> str:
 
     schema = pa.schema(
         [
-            pa.field("at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("occurred_at", pa.timestamp("us", tz="UTC"), nullable=False),
             pa.field("data_day", pa.date32(), nullable=True),
             pa.field("event", pa.string(), nullable=False),
             pa.field("detail", pa.string(), nullable=False),
@@ -196,7 +198,17 @@ def write_timeline(settings: Settings, timeline: Timeline) -> str:
         table = cat.load_table("monitoring.timeline")
     except NoSuchTableError:
         table = cat.create_table("monitoring.timeline", schema=schema)
-    table.overwrite(pa.Table.from_pylist(timeline.events, schema=schema))
+    if "at" in table.schema().column_names and "occurred_at" not in table.schema().column_names:
+        with table.update_schema() as update:
+            update.rename_column("at", "occurred_at")
+    if set(table.schema().column_names) != set(schema.names):
+        with table.update_schema() as update:  # the whole table is replaced below
+            update.union_by_name(schema)
+    rows = [
+        {("occurred_at" if key == "at" else key): value for key, value in event.items()}
+        for event in timeline.events
+    ]
+    table.overwrite(pa.Table.from_pylist(rows, schema=schema))
     return "monitoring.timeline"
 
 
@@ -225,6 +237,6 @@ def conclusive_at(settings: Settings, config: Any, window: str) -> float:
 
 def save_report(settings: Settings, report: dict[str, Any]) -> None:
     """The last demo's timings (benchmarks/bench_demo.py reads them)."""
-    path = settings.data_dir / "monitoring" / "demo_report.json"
+    path = settings.data_dir / "logs" / "demo_report.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))

@@ -7,18 +7,17 @@ production values (Trino host, S3 prefixes, database URLs) come from the environ
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from mlops_assets.datagen.simulate import WorldConfig
+    from mlops_assets.world import World
 
 # The repository root: dbt_project/, feature_repo/ and data/ sit beside this package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,15 +48,6 @@ class Settings(BaseSettings):
     data_dir: Path = PROJECT_ROOT / "data"
     # Where landing Parquet lives: a folder locally, an s3:// prefix in prod.
     landing_uri: str | None = None
-    # The synthetic source: deterministic from the seed.
-    seed: int = 42
-    n_customers: int = Field(default=20_000, ge=10)
-    start_date: dt.date = dt.date(2025, 1, 1)
-    horizon_days: int = Field(default=365, ge=1)
-    # How many landing days the main job (`mlops demo`) materializes from start_date.
-    history_days: int = Field(default=240, ge=30)
-    covariate_drift_from: dt.date | None = None
-    concept_drift_from: dt.date | None = None
 
     # prod warehouse (the same TRINO_* variables dbt's prod target reads)
     trino_host: str = Field(default="trino", validation_alias="TRINO_HOST")
@@ -65,7 +55,10 @@ class Settings(BaseSettings):
     trino_user: str = Field(default="mlops", validation_alias="TRINO_USER")
     trino_catalog: str = Field(default="iceberg", validation_alias="TRINO_CATALOG")
     trino_http_scheme: str = Field(default="http", validation_alias="TRINO_HTTP_SCHEME")
-    # DVC: the repo whose dvc.yaml versions training sets, and the prod remote.
+    # DVC: the project whose dvc.yaml versions training sets (MLOPS_DVC_ROOT), and the prod remote.
+    # Unset, it follows the data folder: the repository for ./data, else the data folder itself
+    # (a DVC project generated there, mlops_assets/features/versioning.py), so tests, benchmarks
+    # and second worlds never touch the tracked dvc.lock or datasets/.
     dvc_root: Path = PROJECT_ROOT
     dvc_s3_url: str | None = None
     # MLflow: SQLite + data/mlflow/artifacts unless set (prod: PostgreSQL URL or server, S3 root).
@@ -78,6 +71,16 @@ class Settings(BaseSettings):
     iceberg_warehouse: str = "s3://mlops-lake/warehouse"
     # Kubeflow Pipelines endpoint (prod); the embedded profile runs pipelines with kfp.local.
     kfp_host: str | None = None
+    # The local model server's port (default: the model config's serving.port).
+    serving_port: int | None = Field(default=None, ge=1024, le=65535)
+
+    @model_validator(mode="after")
+    def _dvc_root_follows_the_data_folder(self) -> Settings:
+        if "dvc_root" not in self.model_fields_set and (
+            self.data_dir.resolve() != (PROJECT_ROOT / "data").resolve()
+        ):
+            self.dvc_root = self.data_dir.resolve()
+        return self
 
     @property
     def landing(self) -> str:
@@ -108,17 +111,12 @@ class Settings(BaseSettings):
         """dbt targets carry the environment names."""
         return self.env.value
 
-    def world_config(self) -> WorldConfig:
-        from mlops_assets.datagen.simulate import WorldConfig  # numpy/pyarrow: not at load time
+    def world(self) -> World:
+        """The simulated shop of this data folder (seed, scale, calendar, drift): persisted
+        configuration, read fresh on every call so a long-running daemon sees a new world."""
+        from mlops_assets.world import load_world
 
-        return WorldConfig(
-            seed=self.seed,
-            n_customers=self.n_customers,
-            start_date=self.start_date,
-            horizon_days=self.horizon_days,
-            covariate_drift_from=self.covariate_drift_from,
-            concept_drift_from=self.concept_drift_from,
-        )
+        return load_world(self.data_dir)
 
     def dbt_env(self) -> dict[str, str]:
         """The variables dbt's profiles.yml and sources read; dbt runs as a subprocess."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlops_assets.settings import Settings, get_settings
+from mlops_assets.world import World, save_world
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", int(os.environ.get("MLOPS_TEST_PG_PORT", "5432"))
@@ -33,6 +34,12 @@ def require_service(name: str, host: str, port: int) -> None:
     if IN_CI:
         pytest.fail(f"{message}, and CI=true makes {name} tests mandatory")
     pytest.skip(message)
+
+
+def small_world(customers: int, **changes) -> World:
+    """A small world without drift unless asked (tests that want drift say from when)."""
+    values = {"covariate_drift_from": None, "concept_drift_from": None, **changes}
+    return World(n_customers=customers, **values)
 
 
 @pytest.fixture
@@ -63,8 +70,8 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point every setting at a private data folder and a small world."""
     data = tmp_path / "data"
     monkeypatch.setenv("MLOPS_DATA_DIR", str(data))
-    monkeypatch.setenv("MLOPS_N_CUSTOMERS", "2000")
     monkeypatch.delenv("MLOPS_LANDING_URI", raising=False)
+    save_world(data, small_world(2000))
     get_settings.cache_clear()
     yield data
     get_settings.cache_clear()
@@ -77,17 +84,35 @@ def settings(data_dir: Path) -> Settings:
 
 @contextmanager
 def scratch_world(root: Path, customers: int = 3000) -> Iterator[Settings]:
-    """Settings pointing every path (data, DVC root) at `root`, for a module-scoped world."""
+    """Settings pointing every path (data, DVC root) at `root`, for a module-scoped world (no
+    drift, `customers` customers)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOPS_DATA_DIR", str(root / "data"))
         mp.setenv("MLOPS_DVC_ROOT", str(root))
-        mp.setenv("MLOPS_N_CUSTOMERS", str(customers))
         mp.delenv("MLOPS_LANDING_URI", raising=False)
+        save_world(root / "data", small_world(customers))
         get_settings.cache_clear()
         try:
             yield get_settings()
         finally:
             get_settings.cache_clear()
+
+
+def init_dvc_repo(root: Path) -> None:
+    """A git + DVC repo at `root` with the project's dvc.yaml, remotes and Feast repo (the
+    stage's dependencies), so dataset versions never touch the project's dvc.lock."""
+    import shutil
+    import subprocess
+
+    from dvc.repo import Repo
+
+    from mlops_assets.settings import PROJECT_ROOT
+
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    Repo.init(str(root))
+    shutil.copy(PROJECT_ROOT / ".dvc" / "config", root / ".dvc" / "config")
+    shutil.copy(PROJECT_ROOT / "dvc.yaml", root / "dvc.yaml")
+    shutil.copytree(PROJECT_ROOT / "feature_repo", root / "feature_repo")
 
 
 def build_shop(
@@ -102,9 +127,9 @@ def build_shop(
     from mlops_assets.defs.dbt.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
     from mlops_assets.features.store import apply_feature_repo, feature_store
 
-    cfg = settings.world_config()
+    world = settings.world()
     for i in range(days):
-        land_day(cfg, settings.landing, cfg.start_date + dt.timedelta(days=i))
+        land_day(world, settings.landing, world.start_date + dt.timedelta(days=i))
     settings.export_dbt_env()
     command = [DBT_EXECUTABLE, "build", "--target", "local"]
     if not run_dbt_tests:

@@ -4,14 +4,10 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from mlops_assets.datagen.simulate import (
-    SCHEMAS,
-    DayGenerator,
-    WorldConfig,
-    build_population,
-)
+from mlops_assets.datagen.simulate import SCHEMAS, DayGenerator, build_population
+from tests.conftest import small_world
 
-BASE = WorldConfig(n_customers=3000, seed=7)
+BASE = small_world(3000, seed=7)
 DRIFT_DAY = dt.date(2025, 3, 1)
 
 
@@ -22,7 +18,7 @@ def _day(i: int) -> dt.date:
 @pytest.mark.parametrize("table", list(SCHEMAS))
 def test_same_config_same_rows(table):
     a = DayGenerator(BASE, _day(40)).table(table)
-    b = DayGenerator(WorldConfig(n_customers=3000, seed=7), _day(40)).table(table)
+    b = DayGenerator(small_world(3000, seed=7), _day(40)).table(table)
     assert a.num_rows > 0
     assert a.equals(b)
     assert a.schema.equals(SCHEMAS[table])
@@ -35,7 +31,7 @@ def test_other_seed_other_rows():
 
 
 def test_a_day_does_not_depend_on_which_days_were_generated_before():
-    fresh = DayGenerator(WorldConfig(n_customers=3000, seed=7), _day(10)).support_tickets()
+    fresh = DayGenerator(small_world(3000, seed=7), _day(10)).support_tickets()
     for i in range(10):
         DayGenerator(BASE, _day(i)).support_tickets()
     assert DayGenerator(BASE, _day(10)).support_tickets().equals(fresh)
@@ -96,7 +92,7 @@ def test_concept_drift_changes_churn_only_after_its_day():
 
 
 def test_churn_is_driven_by_observable_behaviour():
-    pop = build_population(WorldConfig(n_customers=20_000, seed=3))
+    pop = build_population(small_world(20_000, seed=3))
     lifetime = pop.churn_day - pop.signup_day
     # More support friction and more discount appetite -> shorter lives; more orders -> longer.
     assert np.corrcoef(np.log(pop.ticket_rate), lifetime)[0, 1] < -0.1

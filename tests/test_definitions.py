@@ -112,7 +112,7 @@ def test_each_model_config_gets_a_retraining_job_and_schedule():
 
 def test_prod_uses_the_kubernetes_executor():
     assert executor_for(Environment.PROD).name == "k8s"
-    assert executor_for(Environment.LOCAL).name == "multiprocess"
+    assert executor_for(Environment.LOCAL).name == "in_process"
 
 
 def test_promote_and_rollback_are_jobs_and_deployment_has_its_check():

@@ -32,9 +32,7 @@ ALL = [landing_tables, landing_quality_checks, lakehouse_dbt_assets]
 
 def _resources(settings):
     return {
-        "landing_zone": LandingZoneResource(
-            root=settings.landing, n_customers=settings.n_customers
-        ),
+        "landing_zone": LandingZoneResource(root=settings.landing, data_dir=str(settings.data_dir)),
         "dbt": dbt_resource(),
     }
 

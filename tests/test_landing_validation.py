@@ -9,9 +9,9 @@ from mlops_assets.datagen.landing import (
     validate_landing,
     write_partition,
 )
-from mlops_assets.datagen.simulate import WorldConfig
+from tests.conftest import small_world
 
-CFG = WorldConfig(n_customers=1500, seed=11)
+CFG = small_world(1500, seed=11)
 DAYS = [CFG.start_date + dt.timedelta(days=i) for i in range(3)]
 
 

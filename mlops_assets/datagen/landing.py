@@ -14,8 +14,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from mlops_assets.datagen.simulate import PRIMARY_KEYS, SCHEMAS, DayGenerator, WorldConfig
+from mlops_assets.datagen.simulate import PRIMARY_KEYS, SCHEMAS, DayGenerator
 from mlops_assets.datagen.tables import LANDING_TABLES
+from mlops_assets.world import World
 
 assert tuple(SCHEMAS) == LANDING_TABLES
 
@@ -126,7 +127,7 @@ def validate_landing(root: str, table: str, days: list[dt.date]) -> LandingValid
     return result
 
 
-def land_day(cfg: WorldConfig, root: str, day: dt.date) -> dict[str, tuple[str, int]]:
+def land_day(cfg: World, root: str, day: dt.date) -> dict[str, tuple[str, int]]:
     """Generate and write one landing day of every table: {table: (path, rows)}."""
     gen = DayGenerator(cfg, day)
     written = {}

@@ -3,9 +3,9 @@
 The world is a population of customers with latent traits (engagement, friction, discount appetite).
 Traits drive what can be observed (order frequency, spend, discounts, support tickets) and the churn
 hazard; a churned customer stops ordering. Every day's landing files are a pure function of
-(config, day), so any partition can be regenerated on its own and gives the same bytes.
+(world, day), so any partition can be regenerated on its own and gives the same bytes.
 
-Drift switches, both off by default:
+Drift switches (dates in the `World`; the default world turns both on at day 165):
 - covariate drift: from a day on, a new acquisition channel (``tiktok``) brings younger,
   lower-engagement, discount-hungry customers from other countries;
 - concept drift: from a day on, the hazard changes: support friction stops mattering and discount
@@ -20,7 +20,8 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+
+from mlops_assets.world import World
 
 COUNTRIES = np.array(["US", "GB", "DE", "FR", "VN", "BR", "IN", "JP"])
 COUNTRY_P = np.array([0.30, 0.12, 0.12, 0.10, 0.12, 0.10, 0.08, 0.06])
@@ -89,27 +90,6 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-class WorldConfig(BaseModel):
-    """Everything that determines the generated data. Same config, same bytes."""
-
-    model_config = ConfigDict(frozen=True)
-
-    seed: int = 42
-    n_customers: int = Field(default=20_000, ge=10)
-    start_date: dt.date = dt.date(2025, 1, 1)
-    horizon_days: int = Field(
-        default=365, ge=1, description="days over which new customers sign up"
-    )
-    covariate_drift_from: dt.date | None = None
-    concept_drift_from: dt.date | None = None
-
-    def day_index(self, day: dt.date) -> int:
-        return (day - self.start_date).days
-
-    def _drift_index(self, day: dt.date | None) -> float:
-        return np.inf if day is None else float(self.day_index(day))
-
-
 @dataclass(frozen=True)
 class Population:
     """Customer-level arrays (index = customer_id - 1)."""
@@ -135,7 +115,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def build_population(cfg: WorldConfig) -> Population:
+def build_population(cfg: World) -> Population:
     rng = np.random.default_rng([cfg.seed, 0])
     n = cfg.n_customers
     n_backlog = int(n * 0.4)
@@ -146,7 +126,7 @@ def build_population(cfg: WorldConfig) -> Population:
         ]
     )
     signup_day.sort()  # customer ids grow with signup time, as in a real sequence
-    cov_day = cfg._drift_index(cfg.covariate_drift_from)
+    cov_day = cfg.drift_index(cfg.covariate_drift_from)
     drifted = (signup_day >= cov_day) & (rng.random(n) < TIKTOK_SHARE)
 
     channel_idx = rng.choice(len(CHANNELS), n, p=CHANNEL_P)
@@ -173,7 +153,7 @@ def build_population(cfg: WorldConfig) -> Population:
 
     # Piecewise-constant hazard: solve H(t) = E for the churn time, E ~ Exp(1).
     exposure = rng.exponential(1.0, n)
-    con_day = cfg._drift_index(cfg.concept_drift_from)
+    con_day = cfg.drift_index(cfg.concept_drift_from)
     pre_span = np.clip(con_day - signup_day, 0, None)
     churn_in_pre = exposure < hazard_pre * pre_span
     with np.errstate(invalid="ignore"):  # the unused branch is inf - inf without concept drift
@@ -199,11 +179,11 @@ def build_population(cfg: WorldConfig) -> Population:
 
 
 @lru_cache(maxsize=4)
-def population_for(cfg: WorldConfig) -> Population:
+def population_for(cfg: World) -> Population:
     return build_population(cfg)
 
 
-def _day_start_us(cfg: WorldConfig, day: int) -> int:
+def _day_start_us(cfg: World, day: int) -> int:
     start = dt.datetime.combine(cfg.start_date, dt.time(), tzinfo=dt.UTC)
     return int(start.timestamp() * 1_000_000) + day * 86_400_000_000
 
@@ -216,7 +196,7 @@ def _ids(day: int, counter: np.ndarray) -> np.ndarray:
 class DayGenerator:
     """Builds one landing day's three tables."""
 
-    def __init__(self, cfg: WorldConfig, day: dt.date):
+    def __init__(self, cfg: World, day: dt.date):
         self.cfg = cfg
         self.day = cfg.day_index(day)
         if self.day < 0:

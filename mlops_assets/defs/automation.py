@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from mlops_assets.defs.landing.partitions import daily_partitions
+from mlops_assets.defs.landing.partitions import daily_partitions, daily_schedule
 
 # Land yesterday's deliveries, rebuild bronze -> silver -> gold, refresh the feature store and the
 # versioned training set.
@@ -14,9 +14,7 @@ daily_lakehouse_job = dg.define_asset_job(
     "and version the training set.",
 )
 
-daily_lakehouse_schedule = dg.build_schedule_from_partitioned_job(
-    daily_lakehouse_job, hour_of_day=1, minute_of_hour=0, name="daily_lakehouse_schedule"
-)
+daily_lakehouse_schedule = daily_schedule(daily_lakehouse_job, 1, "daily_lakehouse_schedule")
 
 # Score yesterday's active customers with the champion once the lakehouse is fresh.
 daily_scoring_job = dg.define_asset_job(
@@ -25,9 +23,7 @@ daily_scoring_job = dg.define_asset_job(
     partitions_def=daily_partitions,
     description="Batch predictions of every model for one day, into Iceberg.",
 )
-daily_scoring_schedule = dg.build_schedule_from_partitioned_job(
-    daily_scoring_job, hour_of_day=3, minute_of_hour=0, name="daily_scoring_schedule"
-)
+daily_scoring_schedule = daily_schedule(daily_scoring_job, 3, "daily_scoring_schedule")
 
 defs = dg.Definitions(
     jobs=[daily_lakehouse_job, daily_scoring_job],

@@ -1,11 +1,17 @@
 """MLflow tracking and registry: SQLite + a local artifact folder by default, PostgreSQL + S3 in prod
 (`MLOPS_MLFLOW_TRACKING_URI`, `MLOPS_MLFLOW_ARTIFACT_ROOT`). Versions move between registry aliases
-(`challenger`, `champion`), never deprecated stages."""
+(`challenger`, `champion`), never deprecated stages.
+
+Models are stored with skops, never pickle, and loaded only after skops lists every type the file
+would instantiate and each is one skops trusts by default (sklearn, numpy, scipy basics) or one of
+`TRUSTED_TYPES` below: the project's list, not the one a model file carries about itself. A model
+that needs any other type is refused before anything in it runs."""
 
 from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_assets.settings import Settings, get_settings
@@ -17,6 +23,21 @@ if TYPE_CHECKING:
     from mlops_assets.models.config import ModelConfig
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# Types our pipelines contain beyond skops' defaults (the histogram gradient boosting's trees, the
+# encoders' dtype and array check). Adding one is a reviewed change.
+TRUSTED_TYPES = (
+    "functools.partial",
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils.validation.check_array",
+)
+MODEL_FILE = "model.skops"
+
+
+class UnsafeModelError(RuntimeError):
+    """A model file that is not skops, or would instantiate a type nobody reviewed."""
+
+
 LINEAGE_TAGS = ("dvc_md5", "feature_service", "git_commit", "kfp_run_id", "dagster_run_id")
 
 
@@ -100,7 +121,8 @@ def log_and_register(
             signature=infer_signature(input_example, scores),
             input_example=input_example,
             pyfunc_predict_fn="predict_proba",
-            serialization_format="cloudpickle",
+            serialization_format="skops",
+            skops_trusted_types=list(TRUSTED_TYPES),
             registered_model_name=config.registered_model,
         )
     version = str(info.registered_model_version)
@@ -118,6 +140,47 @@ def alias_version(mlflow_client: MlflowClient, model: str, alias: str) -> str | 
         return None
 
 
+def save_estimator(estimator: Any, path: Path) -> None:
+    """A fitted estimator as a skops file (how pipeline steps hand models to each other)."""
+    import skops.io
+
+    skops.io.dump(estimator, path)
+
+
+def load_estimator(path: Path) -> Any:
+    """A skops file's estimator, after checking every type it would create against the project's
+    trusted list; raises UnsafeModelError (and runs nothing) otherwise."""
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(file=path)
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if refused:
+        raise UnsafeModelError(
+            f"{path} would instantiate types outside the trusted list: {refused}; refusing to load"
+        )
+    return skops.io.load(path, trusted=[t for t in untrusted if t in TRUSTED_TYPES])
+
+
+def download_model(settings: Settings, model: str, version: str) -> Path:
+    """The registered version's MLflow model folder, local (downloaded once per process)."""
+    client(settings)
+    return Path(_download(tracking_uri(settings), model, version))
+
+
+def load_registered(local: Path) -> Any:
+    """The estimator of a downloaded MLflow sklearn model, loaded safely (never a pickle)."""
+    import yaml
+
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"].get("sklearn", {})
+    if flavor.get("serialization_format") != "skops":
+        fmt = flavor.get("serialization_format", "unknown")
+        raise UnsafeModelError(
+            f"{local} is stored as {fmt!r}, not skops: loading it would execute a pickle; "
+            "re-register the model"
+        )
+    return load_estimator(local / flavor.get("pickled_model", MODEL_FILE))
+
+
 def load_model(settings: Settings, model: str, version: str) -> Any:
     """A registered version's estimator. Versions are immutable, so a process keeps the few it
     loaded (a daily scoring run over many days loads each once)."""
@@ -126,7 +189,12 @@ def load_model(settings: Settings, model: str, version: str) -> Any:
 
 
 @lru_cache(maxsize=8)
-def _load(uri: str, model: str, version: str) -> Any:
+def _download(uri: str, model: str, version: str) -> str:
     import mlflow
 
-    return mlflow.sklearn.load_model(f"models:/{model}/{version}")
+    return mlflow.artifacts.download_artifacts(f"models:/{model}/{version}")
+
+
+@lru_cache(maxsize=8)
+def _load(uri: str, model: str, version: str) -> Any:
+    return load_registered(Path(_download(uri, model, version)))

@@ -137,7 +137,7 @@ def server_state(settings: Settings, model: str) -> dict[str, Any] | None:
 
 def start_server(settings: Settings, config: ModelConfig, timeout: float | None = None) -> dict:
     """Start the model server for `config` as a separate process and wait until its model is ready."""
-    port = config.serving.port
+    port = settings.serving_port or config.serving.port
     folder = serving_dir(settings, config.name)
     log_path = folder / "server.log"
     env = {**os.environ, "MLOPS_DATA_DIR": str(settings.data_dir), "MLOPS_ENV": settings.env.value}

@@ -9,5 +9,5 @@ from mlops_assets.defs.landing.resources import LandingZoneResource
 defs = dg.Definitions(
     assets=[landing_tables],
     asset_checks=[landing_quality_checks],
-    resources={"landing_zone": LandingZoneResource.from_settings()},
+    resources={"landing_zone": LandingZoneResource()},
 )

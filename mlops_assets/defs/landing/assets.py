@@ -18,8 +18,9 @@ _DESCRIPTIONS = {
 def partition_days(
     context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
 ) -> list[dt.date]:
-    """The days a run covers: one partition, a range (single-run backfill), or none."""
-    if not context.has_partition_key_range:
+    """The days a run covers: one partition (the UI's Materialize, a schedule tick), a range (a
+    single-run backfill), or none."""
+    if not (context.has_partition_key or context.has_partition_key_range):
         return []
     # From the run's key range rather than the step's partitions: the checks also run on their own.
     keys = daily_partitions.get_partition_keys_in_range(context.partition_key_range)
@@ -52,7 +53,11 @@ def landing_tables(context: dg.AssetExecutionContext, landing_zone: LandingZoneR
     rows = dict.fromkeys(LANDING_TABLES, 0)
     last_paths: dict[str, str] = {}
     for day in days:
-        for table, (path, n) in landing_zone.land(day).items():
+        try:
+            landed = landing_zone.land(day)
+        except ValueError as err:
+            raise dg.Failure(str(err)) from None
+        for table, (path, n) in landed.items():
             rows[table] += n
             last_paths[table] = path
     context.log.info(f"landed {len(days)} day(s) {days[0]}..{days[-1]}: {rows}")

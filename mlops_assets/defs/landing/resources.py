@@ -7,60 +7,36 @@ from mlops_assets.settings import get_settings
 
 if TYPE_CHECKING:
     from mlops_assets.datagen.landing import LandingValidation
-    from mlops_assets.datagen.simulate import WorldConfig
+    from mlops_assets.world import World
 
 
 class LandingZoneResource(dg.ConfigurableResource):
     """Where the shop's daily deliveries land (a folder locally, an s3:// prefix in prod) and the
-    synthetic source that produces them."""
+    data folder whose persisted world (seed, scale, drift) the synthetic source generates. Unset
+    fields follow the settings of the process that runs the step."""
 
-    root: str
-    seed: int = 42
-    n_customers: int = 20_000
-    start_date: str = "2025-01-01"
-    horizon_days: int = 365
-    covariate_drift_from: str | None = None
-    concept_drift_from: str | None = None
+    root: str | None = None
+    data_dir: str | None = None
 
-    @classmethod
-    def from_settings(cls) -> "LandingZoneResource":
-        s = get_settings()
-        return cls(
-            root=s.landing,
-            seed=s.seed,
-            n_customers=s.n_customers,
-            start_date=s.start_date.isoformat(),
-            horizon_days=s.horizon_days,
-            covariate_drift_from=_iso(s.covariate_drift_from),
-            concept_drift_from=_iso(s.concept_drift_from),
-        )
+    def landing_root(self) -> str:
+        return self.root or get_settings().landing
 
-    def world(self) -> "WorldConfig":
-        from mlops_assets.datagen.simulate import WorldConfig
+    def world(self) -> "World":
+        from mlops_assets.world import ensure_world
 
-        return WorldConfig(
-            seed=self.seed,
-            n_customers=self.n_customers,
-            start_date=dt.date.fromisoformat(self.start_date),
-            horizon_days=self.horizon_days,
-            covariate_drift_from=_date(self.covariate_drift_from),
-            concept_drift_from=_date(self.concept_drift_from),
-        )
+        return ensure_world(self.data_dir or get_settings().data_dir)
 
     def land(self, day: dt.date) -> dict[str, tuple[str, int]]:
         from mlops_assets.datagen.landing import land_day
 
-        return land_day(self.world(), self.root, day)
+        world = self.world()
+        if not world.contains(day):
+            raise ValueError(
+                f"{day} is outside the simulated world ({world.start_date} .. {world.last_day})"
+            )
+        return land_day(world, self.landing_root(), day)
 
     def validate(self, table: str, days: list[dt.date]) -> "LandingValidation":
         from mlops_assets.datagen.landing import validate_landing
 
-        return validate_landing(self.root, table, days)
-
-
-def _iso(day: dt.date | None) -> str | None:
-    return day.isoformat() if day else None
-
-
-def _date(value: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(value) if value else None
+        return validate_landing(self.landing_root(), table, days)

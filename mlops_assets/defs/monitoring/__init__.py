@@ -3,7 +3,7 @@ schedule, and the sensor that retrains when they degrade; one set per model conf
 
 import dagster as dg
 
-from mlops_assets.defs.landing.partitions import daily_partitions
+from mlops_assets.defs.landing.partitions import daily_partitions, daily_schedule
 from mlops_assets.defs.monitoring.assets import build_monitoring_assets
 from mlops_assets.defs.monitoring.sensors import retrain_sensor
 from mlops_assets.models.config import model_configs
@@ -20,9 +20,7 @@ monitoring_job = dg.define_asset_job(
     partitions_def=daily_partitions,
     description="Performance against delayed actuals, feature and prediction drift, data quality.",
 )
-monitoring_schedule = dg.build_schedule_from_partitioned_job(
-    monitoring_job, hour_of_day=4, minute_of_hour=0, name="daily_monitoring_schedule"
-)
+monitoring_schedule = daily_schedule(monitoring_job, 4, "daily_monitoring_schedule")
 
 defs = dg.Definitions(
     assets=_assets, jobs=[monitoring_job], schedules=[monitoring_schedule], sensors=_sensors

@@ -75,9 +75,9 @@ def _monitor_asset(config: ModelConfig, monitor: str) -> dg.AssetsDefinition:
                     result = monitors.data_quality(settings, config, store, day)
             except monitors.MonitoringError as err:
                 raise dg.Failure(f"{monitor} on {day}: {err}") from None
-            monitors.write_result(settings, config, result)
             results.append(result)
             context.log.info(f"{monitor} {day}: {result.status} {result.summary}")
+        monitors.write_results(settings, config, results)
         last = results[-1]
         breached = [str(r.day) for r in results if r.breached]
         metadata = {

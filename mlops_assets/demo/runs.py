@@ -1,0 +1,242 @@
+"""The demo's Dagster side: jobs run in this process on the local instance (with their progress
+shown on the stage's bar), the daemon that evaluates sensors and schedules, and waiting for the
+runs the daemon's sensors launch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_assets.settings import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from mlops_assets.demo.console import Stage
+    from mlops_assets.settings import Settings
+
+FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+def run_job(
+    instance: dg.DagsterInstance,
+    name: str,
+    stage: Stage,
+    tags: dict[str, str] | None = None,
+    run_config: dict | None = None,
+    exclude: list[list[str]] | None = None,
+) -> str:
+    """Run a job of the code location in this process; the stage's bar follows its steps."""
+    import dagster as dg
+
+    from mlops_assets.definitions import defs
+
+    job = defs.resolve_job_def(name)
+    keys = list(job.asset_layer.selected_asset_keys)
+    if exclude:
+        skip = {dg.AssetKey(k) for k in exclude}
+        keys = [k for k in keys if k not in skip]
+    run_id = str(uuid.uuid4())  # known before the run starts, so the watcher can follow it
+    stop = threading.Event()
+    watcher = threading.Thread(
+        target=_follow_steps, args=(instance, run_id, stage, stop), daemon=True
+    )
+    watcher.start()
+    try:
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=keys if exclude else None,
+            run_id=run_id,
+            tags={"mlops/trigger": "mlops demo", **(tags or {})},
+            run_config={
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                **(run_config or {}),
+            },
+            raise_on_error=False,
+        )
+    finally:
+        stop.set()
+        watcher.join(2)
+    if not result.success:
+        failed = [e for e in result.all_events if e.is_step_failure]
+        why = failed[0].step_failure_data.error.message.strip() if failed else "run failed"
+        steps = ", ".join(e.step_key for e in failed)
+        raise RunFailed(f"run {run_id} of {name} failed at {steps or '?'}: {why.splitlines()[-1]}")
+    return run_id
+
+
+def _follow_steps(instance: Any, run_id: str, stage: Stage, stop: threading.Event) -> None:
+    """Poll the run's step events and move the bar: completed steps of the planned ones."""
+    import dagster as dg
+
+    planned: set[str] = set()
+    while not stop.wait(0.5):
+        try:
+            records = instance.get_records_for_run(
+                run_id,
+                of_type={
+                    dg.DagsterEventType.STEP_START,
+                    dg.DagsterEventType.STEP_SUCCESS,
+                    dg.DagsterEventType.STEP_SKIPPED,
+                    dg.DagsterEventType.STEP_FAILURE,
+                },
+            ).records
+        except Exception:  # the run is not in storage yet
+            continue
+        done, running = set(), []
+        for record in records:
+            event = record.event_log_entry.dagster_event
+            if event is None:
+                continue
+            planned.add(event.step_key)
+            if event.event_type == dg.DagsterEventType.STEP_START:
+                running.append(event.step_key)
+            else:
+                done.add(event.step_key)
+        current = [s for s in running if s not in done]
+        stage.update(
+            completed=len(done),
+            total=max(len(planned), len(done) + 1),
+            detail=(current[-1] if current else "").replace("__", "/")[:40],
+        )
+
+
+# -- the instance and the daemon -------------------------------------------------------------------
+
+
+# A range run (one run for many days) records one "planned" event per asset instead of one per
+# asset and day: thousands of SQLite writes less for the demo's 240-day build. `make dev` sets it too.
+PLANNED_EVENTS = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true"}
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """Point Dagster at the project's local instance (SQLite) unless DAGSTER_HOME is set; the
+    same instance `make dev` opens."""
+    import shutil
+
+    for key, value in PLANNED_EVENTS.items():
+        os.environ.setdefault(key, value)
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        shutil.copy(PROJECT_ROOT / "deploy" / "dagster" / "local" / "dagster.yaml", config)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def start_daemon(home: Path, log_path: Path) -> subprocess.Popen:
+    """The Dagster daemon (what `dagster dev` runs beside the UI): sensors and schedules. Its own
+    session, so stopping its process group also stops the runs it launched."""
+    log = log_path.open("ab")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster-daemon"),
+            "run",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop_daemon(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    with _suppress_lookup():
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        with _suppress_lookup():
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    # Runs launched by the daemon's code server may have left its process group alive.
+    with _suppress_lookup():
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+class _suppress_lookup:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, *_: Any) -> bool:
+        return kind is not None and issubclass(kind, ProcessLookupError | PermissionError)
+
+
+def stop_children() -> None:
+    """Terminate every process this one started that is still running (an interrupted KFP step,
+    a run worker); used when the demo is interrupted."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with _suppress_lookup():
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    for child in alive:
+        with _suppress_lookup():
+            child.kill()
+
+
+def wait_for_run(
+    instance: Any,
+    tag: tuple[str, str],
+    since: float,
+    timeout: float,
+    stage: Stage,
+    job: str | None = None,
+) -> Any:
+    """The first run with `tag` created after `since` (epoch s), once it has finished."""
+    import dagster as dg
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = instance.get_run_records(filters=dg.RunsFilter(tags={tag[0]: tag[1]}), limit=5)
+        records = [
+            r
+            for r in records
+            if r.create_timestamp.timestamp() >= since
+            and (job is None or r.dagster_run.job_name == job)
+        ]
+        if records:
+            record = records[-1]
+            status = record.dagster_run.status.value
+            stage.update(detail=f"{record.dagster_run.job_name} {status.lower()}")
+            if status in FINISHED:
+                return record
+        time.sleep(0.5)
+    raise TimeoutError(f"no finished run tagged {tag[0]}={tag[1]} within {timeout:.0f}s")
+
+
+def last_sensor_tick(instance: Any, sensor_name: str, after: float) -> Any | None:
+    """The newest completed tick of a sensor that started after `after` (epoch s), if any."""
+    for state in instance.all_instigator_state():
+        if state.name != sensor_name:
+            continue
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=5)
+        for tick in ticks:
+            if tick.timestamp >= after and tick.status.value != "STARTED":
+                return tick
+    return None

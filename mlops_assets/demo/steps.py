@@ -1,0 +1,294 @@
+"""The stages of `mlops demo`, in order. Each returns the key figure of its line.
+
+History is generated from the persisted world (drift switched on partway by default). The first
+model is trained on the labels known before the drift, deployed, and scores the following weeks;
+monitoring runs over them; the Dagster daemon's retraining sensor notices a degradation and launches
+the retraining job (fresh dataset, KFP training, gate, canary deployment); the latest labelled weeks
+are replayed through the canary split (a real canary waits for its 30-day labels; the replay is the
+time-compressed stand-in); the daemon's canary sensor promotes or rolls back. A world without drift
+ends after monitoring: no degradation, the champion is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mlops_assets.demo import runs
+
+if TYPE_CHECKING:
+    import subprocess
+    from pathlib import Path
+
+    from mlops_assets.demo.console import DemoConsole, Stage
+    from mlops_assets.demo.plan import Plan
+    from mlops_assets.loop import Timeline
+    from mlops_assets.models.config import ModelConfig
+    from mlops_assets.settings import Settings
+
+SENSOR_TIMEOUT_S = 900  # generous: a slow machine must not fail the story, only make it slow
+CANARY_TIMEOUT_S = 600
+
+
+def range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": last.isoformat(),
+    }
+
+
+@dataclass
+class Demo:
+    settings: Settings
+    plan: Plan
+    config: ModelConfig
+    out: DemoConsole
+    timeline: Timeline
+    home: Path | None = None
+    instance: Any = None
+    daemon: subprocess.Popen | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    marks: dict[str, float] = field(default_factory=dict)  # epoch seconds of stage boundaries
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def alias(self, alias: str) -> str | None:
+        from mlops_assets.models.registry import alias_version, client
+
+        return alias_version(client(self.settings), self.config.registered_model, alias)
+
+    def test_auc(self, version: str) -> float:
+        from mlops_assets.models.registry import client
+
+        mlflow_client = client(self.settings)
+        run_id = mlflow_client.get_model_version(self.config.registered_model, version).run_id
+        return mlflow_client.get_run(run_id).data.metrics.get("model_test_roc_auc", float("nan"))
+
+    def serving_line(self) -> str:
+        from mlops_assets.serving.deployment import server_state
+        from mlops_assets.serving.rollout import current_spec
+
+        spec = current_spec(self.settings, self.config)
+        split = ", ".join(f"v{v} {p}%" for v, p in (spec.split() if spec else {}).items())
+        state = server_state(self.settings, self.config.name)
+        return f"serving {split or 'nothing'} at {state['endpoint'] if state else 'no server'}"
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def setup(self, stage: Stage) -> str:
+        import dagster as dg
+
+        from mlops_assets.defs.dbt.project import prepare_manifest
+        from mlops_assets.loop import reset
+
+        reset(self.settings)
+        self.home = runs.ensure_dagster_home(self.settings)
+        stage.update(detail="dbt parse")
+        prepare_manifest()
+        stage.update(detail="Dagster instance")
+        # Create the instance's storages before the daemon starts: two processes creating them
+        # at once can leave two alembic heads in a fresh instance.
+        self.instance = dg.DagsterInstance.get()
+        self.daemon = runs.start_daemon(
+            self.home, self.settings.data_dir / "logs" / "dagster_daemon.log"
+        )
+        drift = self.plan.world.drift_from
+        self.timeline.add(
+            "drift_switched_on" if drift else "no_drift",
+            "covariate (tiktok signups) and concept drift" if drift else "a world without drift",
+            day=drift,
+        )
+        return f"Dagster instance {self.home}, daemon pid {self.daemon.pid}"
+
+    def lakehouse(self, stage: Stage) -> str:
+        import duckdb
+
+        plan = self.plan
+        # The training set is built by the training run itself, with its label cutoff.
+        run_id = runs.run_job(
+            self.instance,
+            "daily_lakehouse_job",
+            stage,
+            range_tags(plan.first_day, plan.last_day),
+            exclude=[["datasets", self.config.feature_service]],
+        )
+        days = (plan.last_day - plan.first_day).days + 1
+        self.timeline.add(
+            "lakehouse_built", f"{days} landing days, dbt, features", run_id, day=plan.last_day
+        )
+        with duckdb.connect(str(self.settings.warehouse_path), read_only=True) as con:
+            features = con.sql("select count(*) from gold.customer_features").fetchone()[0]
+            labels, rate = con.sql(
+                "select count(*), avg(churned) from gold.churn_labels"
+            ).fetchone()
+        return (
+            f"{days} days landed; gold: {features:,} feature rows, {labels:,} labels "
+            f"(churn rate {rate:.1%})"
+        )
+
+    def first_model(self, stage: Stage) -> str:
+        known_by = self.plan.first_model_labels_by
+        run_id = runs.run_job(
+            self.instance,
+            f"retrain_{self.config.name}",
+            stage,
+            {"mlops/reason": "first model"},
+            self._dataset_config(known_by),
+        )
+        version = self.alias("champion")
+        if version is None:
+            raise runs.RunFailed("the first model did not clear the gate; nothing to serve")
+        self.timeline.add(
+            "trained_and_deployed", "first champion, serving 100%", run_id, version, known_by
+        )
+        return (
+            f"v{version} champion on labels known by {known_by} (test ROC AUC "
+            f"{self.test_auc(version):.3f}); {self.serving_line()}"
+        )
+
+    def _dataset_config(self, known_by: dt.date) -> dict:
+        step = "__".join(["datasets", self.config.feature_service])
+        return {"ops": {step: {"config": {"labels_known_by": known_by.isoformat()}}}}
+
+    def scoring(self, stage: Stage) -> str:
+        from mlops_assets.serving.analytics import run_sql
+
+        first, last = self.plan.score_days
+        run_id = runs.run_job(self.instance, "daily_scoring_job", stage, range_tags(first, last))
+        self.timeline.add("scored", f"{first} .. {last}", run_id, self.alias("champion"), last)
+        table = f"iceberg.predictions.{self.config.name}_daily"
+        rows, days, labelled = run_sql(
+            self.settings,
+            f"select count(*), count(distinct prediction_date), count(actual) from {table}",
+        ).iloc[0]
+        return f"{days} days, {rows:,} predictions ({labelled:,} with actuals) in {table}"
+
+    def monitoring(self, stage: Stage) -> str:
+        from mlops_assets.loop import degradation_summary
+        from mlops_assets.monitoring.monitors import read_table
+
+        first, last = self.plan.monitor_days
+        self.marks["monitoring_started"] = time.time()
+        run_id = runs.run_job(self.instance, "daily_monitoring_job", stage, range_tags(first, last))
+        self.marks["monitoring_ended"] = time.time()
+        degraded_from, windows = degradation_summary(self.settings, self.config)
+        self.timeline.add(
+            "monitored",
+            f"degraded day runs: {windows or 'none'}",
+            run_id,
+            self.alias("champion") or "",
+            degraded_from,
+        )
+        status = read_table(self.settings, self.config).query("metric == 'status'")
+        failed = status.groupby("monitor")["breached"].sum()
+        counts = ", ".join(f"{m} {int(n)}" for m, n in failed.items())
+        return f"{first} .. {last}: failed days per check: {counts}"
+
+    def expects_retraining(self) -> bool:
+        from mlops_assets.monitoring.decisions import retrain_decision
+        from mlops_assets.monitoring.monitors import read_table
+
+        table = read_table(self.settings, self.config)
+        monitoring = self.config.monitoring
+        decision = retrain_decision(
+            table, monitoring.consecutive_days, set(), None, 0, dt.datetime.now(dt.UTC)
+        )
+        return decision.launch
+
+    def no_degradation(self, stage: Stage) -> str:
+        """A clean world: the daemon's sensor evaluates the monitoring results and stays quiet."""
+        name = f"retrain_{self.config.name}_on_degradation"
+        deadline = time.monotonic() + SENSOR_TIMEOUT_S
+        tick = None
+        while tick is None or tick.status.value != "SKIPPED":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the daemon's {name} sensor did not evaluate in time")
+            stage.update(detail="waiting for the sensor's tick")
+            time.sleep(0.5)
+            tick = runs.last_sensor_tick(self.instance, name, self.marks["monitoring_ended"])
+            if tick is not None and tick.status.value == "SUCCESS":
+                raise runs.RunFailed(f"{name} launched a retraining on a world without drift")
+        reason = "; ".join(tick.skip_reason.splitlines()) if tick.skip_reason else "skipped"
+        self.timeline.add("no_degradation", f"champion kept; sensor: {reason}")
+        return f"no degradation; champion kept (sensor: {reason})"
+
+    def retraining(self, stage: Stage) -> str:
+        from mlops_assets.loop import conclusive_at, describe_run
+
+        record = runs.wait_for_run(
+            self.instance,
+            ("mlops/trigger", "degradation"),
+            self.marks["monitoring_started"] - 1,
+            SENSOR_TIMEOUT_S,
+            stage,
+            job=f"retrain_{self.config.name}",
+        )
+        run = record.dagster_run
+        tags = describe_run(self.instance, run.run_id)
+        visible_at = conclusive_at(self.settings, self.config, tags.get("mlops/window", ""))
+        launched_s = record.create_timestamp.timestamp() - visible_at
+        self.timeline.add(
+            "retraining_launched",
+            f"{tags.get('mlops/reason', '')}; launched {launched_s:.0f}s after the conclusive "
+            f"day's check failed; labels known by {tags.get('mlops/labels_known_by')}",
+            run.run_id,
+        )
+        if run.status.value != "SUCCESS":
+            raise runs.RunFailed(
+                f"retraining run {run.run_id} ended {run.status.value}; the champion keeps serving"
+            )
+        serving_s = record.end_time - visible_at if record.end_time else float("nan")
+        self.timings.update(
+            drift_visible_to_run_launched_s=round(launched_s, 1),
+            drift_visible_to_new_version_serving_s=round(serving_s, 1),
+        )
+        challenger = self.alias("challenger")
+        if challenger is None:
+            self.timeline.add(
+                "gate_rejected", "retrained model rejected; champion kept", run.run_id
+            )
+            return f"launched {launched_s:.0f}s after visible; the gate rejected it, champion kept"
+        self.timeline.add(
+            "canary_started",
+            f"v{challenger} takes {self.config.serving.canary_percent}% of customers",
+            run.run_id,
+            challenger,
+        )
+        return (
+            f"launched {launched_s:.0f}s after the degradation was visible "
+            f"({tags.get('mlops/window')}); v{challenger} (test ROC AUC "
+            f"{self.test_auc(challenger):.3f}) serving as a {self.config.serving.canary_percent}% "
+            f"canary {serving_s:.0f}s after"
+        )
+
+    def canary(self, stage: Stage) -> str:
+        from mlops_assets.loop import describe_run
+
+        first, last = self.plan.canary_days
+        challenger = self.alias("challenger")
+        replay_at = time.time()
+        run_id = runs.run_job(self.instance, "daily_scoring_job", stage, range_tags(first, last))
+        self.timeline.add(
+            "canary_traffic", f"{first} .. {last} replayed through the split", run_id, challenger
+        )
+        record = runs.wait_for_run(
+            self.instance, ("mlops/trigger", "canary"), replay_at - 1, CANARY_TIMEOUT_S, stage
+        )
+        run = record.dagster_run
+        numbers = json.loads(
+            describe_run(self.instance, run.run_id).get("mlops/canary_numbers", "{}")
+        )
+        action = run.job_name.split("_")[0]
+        self.timeline.add(f"canary_{action}", json.dumps(numbers), run.run_id, challenger)
+        if run.status.value != "SUCCESS":
+            raise runs.RunFailed(f"{run.job_name} run {run.run_id} ended {run.status.value}")
+        self.timeline.add("serving", self.serving_line(), version=self.alias("champion") or "")
+        verb = "promoted" if action == "promote" else "rolled back"
+        return (
+            f"{verb} v{challenger}: ROC AUC {numbers.get('challenger_roc_auc')} vs champion's "
+            f"{numbers.get('champion_roc_auc')} on {numbers.get('challenger_labelled', 0):,} / "
+            f"{numbers.get('champion_labelled', 0):,} labelled rows; {self.serving_line()}"
+        )
