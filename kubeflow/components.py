@@ -12,6 +12,9 @@ from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Outpu
 BASE_IMAGE = os.environ.get("MLOPS_PIPELINE_IMAGE", "ghcr.io/lakehouse-mlops/mlops:0.1.0")
 # The image (and the local environment) has the project and kfp installed: no pip install per step.
 component = functools.partial(dsl.component, base_image=BASE_IMAGE, install_kfp_package=False)
+# Between the steps of one run, models travel as `model.joblib` in the run's own pipeline root
+# (the same run wrote them a moment ago). What enters the registry is skops, and every load from the
+# registry checks its types (mlops_assets/models/registry.py): nothing pickled is read back from it.
 
 
 @component
@@ -39,10 +42,10 @@ def train_model(
     import json
     from pathlib import Path
 
+    import joblib
     import pandas as pd
 
     from mlops_assets.models.config import ModelConfig
-    from mlops_assets.models.registry import MODEL_FILE, save_estimator
     from mlops_assets.models.training import (
         build_estimator,
         check_labels,
@@ -77,7 +80,7 @@ def train_model(
     for kind, artifact in (("model", model), ("baseline", baseline)):
         Path(artifact.path).mkdir(parents=True, exist_ok=True)
         estimator = build_estimator(tuned, X, kind).fit(X, full[config.label])
-        save_estimator(estimator, Path(artifact.path) / MODEL_FILE)
+        joblib.dump(estimator, Path(artifact.path) / "model.joblib")
     model.metadata["algorithm"] = config.algorithm
     model.metadata["params_json"] = tuned.params.model_dump_json()
     model.metadata["tuning_trials_json"] = json.dumps(trials)
@@ -97,10 +100,10 @@ def evaluate_model(
     from collections import namedtuple
     from pathlib import Path
 
+    import joblib
     from sklearn.metrics import confusion_matrix, roc_curve
 
     from mlops_assets.models.config import ModelConfig
-    from mlops_assets.models.registry import MODEL_FILE, load_estimator
     from mlops_assets.models.training import (
         check_labels,
         dataset_schema,
@@ -118,7 +121,7 @@ def evaluate_model(
     X = feature_frame(test, features)
     results = {}
     for kind, artifact in (("model", model), ("baseline", baseline)):
-        scores = load_estimator(Path(artifact.path) / MODEL_FILE).predict_proba(X)[:, 1]
+        scores = joblib.load(Path(artifact.path) / "model.joblib").predict_proba(X)[:, 1]
         results[kind] = evaluate(y, scores, config.decision_threshold)
         for name, value in results[kind].items():
             metrics.log_metric(f"{kind}_test_{name}", value)
@@ -153,8 +156,10 @@ def register_model(
     from collections import namedtuple
     from pathlib import Path
 
+    import joblib
+
     from mlops_assets.models.config import ModelConfig
-    from mlops_assets.models.registry import MODEL_FILE, load_estimator, log_and_register
+    from mlops_assets.models.registry import log_and_register
     from mlops_assets.models.training import dataset_schema, feature_frame, read_split
 
     config = ModelConfig.model_validate_json(config_json)
@@ -169,7 +174,7 @@ def register_model(
     example = feature_frame(read_split(folder, "test").head(5), dataset_schema(folder)["features"])
     lineage = {**json.loads(lineage_json), "kfp_run_id": kfp_run_id}
     run_id, version = log_and_register(
-        estimator=load_estimator(Path(model.path) / MODEL_FILE),
+        estimator=joblib.load(Path(model.path) / "model.joblib"),
         input_example=example,
         config=config,
         metrics=json.loads(metrics_json),

@@ -82,6 +82,9 @@ def run_demo(options: DemoOptions) -> int:
         try:
             _stages(demo)
         except KeyboardInterrupt:
+            signal.signal(
+                signal.SIGINT, signal.SIG_IGN
+            )  # a second Ctrl-C must not cut the clean-up
             out.error("interrupted; stopping what the demo started")
             runs.stop_children()
             code = 130

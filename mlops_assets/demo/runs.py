@@ -70,6 +70,16 @@ def run_job(
         watcher.join(2)
     if not result.success:
         failed = [e for e in result.all_events if e.is_step_failure]
+        # Dagster turns Ctrl-C inside a step into a failed (interrupted) run: it is still Ctrl-C.
+        if (
+            any(
+                e.step_failure_data.error
+                and "Interrupt" in (e.step_failure_data.error.cls_name or "")
+                for e in failed
+            )
+            or instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
+        ):
+            raise KeyboardInterrupt
         why = failed[0].step_failure_data.error.message.strip() if failed else "run failed"
         steps = ", ".join(e.step_key for e in failed)
         raise RunFailed(f"run {run_id} of {name} failed at {steps or '?'}: {why.splitlines()[-1]}")
@@ -110,6 +120,15 @@ def _follow_steps(instance: Any, run_id: str, stage: Stage, stop: threading.Even
             total=max(len(planned), len(done) + 1),
             detail=(current[-1] if current else "").replace("__", "/")[:40],
         )
+
+
+def warm_imports() -> None:
+    """Import what the later stages need while the first ones wait on subprocesses (skops alone
+    walks all of scikit-learn: ~4 s)."""
+    import importlib
+
+    for name in ("skops.io", "sklearn.ensemble", "mlflow.sklearn", "pyiceberg.table", "kfp.local"):
+        importlib.import_module(name)
 
 
 # -- the instance and the daemon -------------------------------------------------------------------
@@ -190,7 +209,13 @@ def stop_children() -> None:
     a run worker); used when the demo is interrupted."""
     import psutil
 
-    children = psutil.Process().children(recursive=True)
+    children = [
+        child
+        for child in psutil.Process().children(recursive=True)
+        # Python's resource trackers end with their parent; killing one early makes the parent
+        # start another one at exit, which then prints a traceback about what it never saw.
+        if "resource_tracker" not in " ".join(_cmdline(child))
+    ]
     for child in children:
         with _suppress_lookup():
             child.terminate()
@@ -198,6 +223,15 @@ def stop_children() -> None:
     for child in alive:
         with _suppress_lookup():
             child.kill()
+
+
+def _cmdline(process: Any) -> list[str]:
+    import psutil
+
+    try:
+        return process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return []
 
 
 def wait_for_run(

@@ -79,19 +79,25 @@ class Demo:
     # -- stages ------------------------------------------------------------------------------
 
     def setup(self, stage: Stage) -> str:
+        from concurrent.futures import ThreadPoolExecutor
+
         import dagster as dg
 
         from mlops_assets.defs.dbt.project import prepare_manifest
         from mlops_assets.loop import reset
+        from mlops_assets.models.registry import client
 
         reset(self.settings)
         self.home = runs.ensure_dagster_home(self.settings)
-        stage.update(detail="dbt parse")
-        prepare_manifest()
-        stage.update(detail="Dagster instance")
-        # Create the instance's storages before the daemon starts: two processes creating them
-        # at once can leave two alembic heads in a fresh instance.
-        self.instance = dg.DagsterInstance.get()
+        stage.update(detail="dbt parse, Dagster and MLflow storage")
+        with ThreadPoolExecutor(2) as pool:
+            parsed = pool.submit(prepare_manifest)  # a dbt subprocess
+            pool.submit(runs.warm_imports)  # what later stages import, while dbt parses
+            # Create the instance's storages before the daemon starts (two processes creating them
+            # at once can leave two alembic heads), and MLflow's before the first registration.
+            self.instance = dg.DagsterInstance.get()
+            client(self.settings).search_experiments()
+            parsed.result()
         self.daemon = runs.start_daemon(
             self.home, self.settings.data_dir / "logs" / "dagster_daemon.log"
         )

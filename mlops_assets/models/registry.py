@@ -123,12 +123,20 @@ def log_and_register(
             pyfunc_predict_fn="predict_proba",
             serialization_format="skops",
             skops_trusted_types=list(TRUSTED_TYPES),
+            # Known, so MLflow need not load the model in a subprocess to infer them.
+            pip_requirements=_requirements(),
             registered_model_name=config.registered_model,
         )
     version = str(info.registered_model_version)
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(config.registered_model, version, key, value)
     return run.info.run_id, version
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("scikit-learn", "skops", "pandas", "numpy")]
 
 
 def alias_version(mlflow_client: MlflowClient, model: str, alias: str) -> str | None:
