@@ -42,7 +42,7 @@ def main() -> None:
     from bench_training import register_champion
 
     from mlops_assets.features.store import apply_feature_repo, feature_store
-    from mlops_assets.models.config import model_configs
+    from mlops_assets.model_config import model_configs
     from mlops_assets.serving.batch import score_day
     from mlops_assets.settings import get_settings
 

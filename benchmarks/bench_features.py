@@ -113,8 +113,8 @@ def main() -> None:
     data = RESULTS / "features_data"
     shutil.rmtree(data, ignore_errors=True)
     os.environ["MLOPS_DATA_DIR"] = str(data)
+    from mlops_assets.datasets.training_set import build_training_set
     from mlops_assets.features.bulk import bulk_materialize
-    from mlops_assets.features.dataset import build_training_set
     from mlops_assets.features.online import OnlineFeatureReader
     from mlops_assets.features.store import apply_feature_repo, feature_store
     from mlops_assets.settings import get_settings

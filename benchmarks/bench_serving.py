@@ -135,12 +135,12 @@ def main() -> None:
 
     from mlops_assets.features.bulk import bulk_materialize
     from mlops_assets.features.store import apply_feature_repo, feature_store
-    from mlops_assets.models.config import model_configs
-    from mlops_assets.models.registry import tracking_uri
+    from mlops_assets.lakehouse.catalog import catalog
+    from mlops_assets.model_config import model_configs
     from mlops_assets.serving.deployment import stop_server
-    from mlops_assets.serving.iceberg import catalog
     from mlops_assets.serving.rollout import deploy
     from mlops_assets.settings import get_settings
+    from mlops_assets.training.registry import tracking_uri
 
     get_settings.cache_clear()
     settings = get_settings()

@@ -35,14 +35,14 @@ warnings.filterwarnings("ignore")
 def register_champion(settings, config, folder: Path, rows: int = 50_000):
     """Fit the config's estimator on a churn_v1-shaped synthetic set of `rows` rows, register it in
     MLflow and make it champion; returns (version, model). Shared by the scoring benchmarks."""
-    from mlops_assets.models.promotion import set_alias
-    from mlops_assets.models.registry import CHAMPION, log_and_register
-    from mlops_assets.models.training import (
+    from mlops_assets.training.estimators import (
         build_estimator,
         dataset_schema,
         feature_frame,
         read_split,
     )
+    from mlops_assets.training.promotion import set_alias
+    from mlops_assets.training.registry import CHAMPION, log_and_register
 
     write_dataset(folder, rows)
     train = read_split(folder, "train")
@@ -145,10 +145,10 @@ def main() -> None:
     os.environ["MLOPS_DVC_ROOT"] = str(root)
     os.environ["MLOPS_DATA_DIR"] = str(root / "data")
 
-    from mlops_assets.features.versioning import commit_and_push
-    from mlops_assets.models.config import model_configs
-    from mlops_assets.models.pipeline_runner import run_training
+    from mlops_assets.datasets.versioning import commit_and_push
+    from mlops_assets.model_config import model_configs
     from mlops_assets.settings import get_settings
+    from mlops_assets.training.runner import run_training
 
     get_settings.cache_clear()
     settings = get_settings()

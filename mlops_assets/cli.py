@@ -138,7 +138,7 @@ app.add_typer(dataset_app, name="dataset")
 @dataset_app.command("build")
 def dataset_build(service: str = typer.Option("churn_v1", help="Feast feature service.")) -> None:
     """Write the point-in-time training set of a feature service (the dvc.yaml stage's command)."""
-    from mlops_assets.features.dataset import DatasetError, build_training_set, load_labels
+    from mlops_assets.datasets.training_set import DatasetError, build_training_set, load_labels
     from mlops_assets.features.store import feature_store
 
     settings = get_settings()
@@ -157,7 +157,7 @@ def dataset_pull(
     out: Path = typer.Option(None, help="Where to put it (default: datasets/<md5>)."),
 ) -> None:
     """Fetch an exact dataset version from the DVC remote, verifying every object."""
-    from mlops_assets.features.versioning import VersioningError, pull
+    from mlops_assets.datasets.versioning import VersioningError, pull
 
     settings = get_settings()
     dest = out or settings.datasets_dir / md5.removesuffix(".dir")
@@ -181,7 +181,7 @@ def pipeline_compile(
     """Compile the training pipeline to KFP v2 YAML (a build output, never committed)."""
     from kfp import compiler
 
-    from kubeflow.training_pipeline import training_pipeline
+    from mlops_assets.pipelines.training_pipeline import training_pipeline
 
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(training_pipeline, str(out))
@@ -189,7 +189,7 @@ def pipeline_compile(
 
 
 def _model_config(model: str):
-    from mlops_assets.models.config import model_configs
+    from mlops_assets.model_config import model_configs
 
     configs = model_configs()
     if model not in configs:
@@ -299,7 +299,7 @@ def sql(
     file: Path = typer.Option(None, "--file", "-f", help="A .sql file with one Trino SQL query."),
 ) -> None:
     """Run analyst SQL (Trino dialect): on Trino in prod, on DuckDB over the same Iceberg tables here."""
-    from mlops_assets.serving.analytics import QueryError, run_sql
+    from mlops_assets.lakehouse.sql import QueryError, run_sql
 
     if (query is None) == (file is None):
         raise typer.Exit(_fail("give a query or --file, not both"))

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     trino_http_scheme: str = Field(default="http", validation_alias="TRINO_HTTP_SCHEME")
     # DVC: the project whose dvc.yaml versions training sets (MLOPS_DVC_ROOT), and the prod remote.
     # Unset, it follows the data folder: the repository for ./data, else the data folder itself
-    # (a DVC project generated there, mlops_assets/features/versioning.py), so tests, benchmarks
+    # (a DVC project generated there, mlops_assets/datasets/versioning.py), so tests, benchmarks
     # and second worlds never touch the tracked dvc.lock or datasets/.
     dvc_root: Path = PROJECT_ROOT
     dvc_s3_url: str | None = None

@@ -159,14 +159,14 @@ def register_quick_model(
 ) -> str:
     """Fit the churn config's estimator (or its baseline) on a built training set and register it
     in MLflow; `extra` adds a column the feature service does not serve. Returns the version."""
-    from mlops_assets.models.config import model_configs
-    from mlops_assets.models.registry import log_and_register
-    from mlops_assets.models.training import (
+    from mlops_assets.model_config import model_configs
+    from mlops_assets.training.estimators import (
         build_estimator,
         dataset_schema,
         feature_frame,
         read_split,
     )
+    from mlops_assets.training.registry import log_and_register
 
     config = model_configs()["churn"]
     train = read_split(dataset, "train")

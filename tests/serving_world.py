@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlops_assets.features.dataset import build_training_set, load_labels
+from mlops_assets.datasets.training_set import build_training_set, load_labels
 from mlops_assets.features.store import materialize_window
-from mlops_assets.models.config import model_configs
-from mlops_assets.models.promotion import set_alias
-from mlops_assets.models.registry import CHALLENGER, CHAMPION
+from mlops_assets.model_config import model_configs
 from mlops_assets.serving.deployment import stop_server
 from mlops_assets.serving.rollout import deploy
+from mlops_assets.training.promotion import set_alias
+from mlops_assets.training.registry import CHALLENGER, CHAMPION
 from tests.conftest import build_shop, free_port, register_quick_model, scratch_world
 
 BASE = model_configs()["churn"]

@@ -70,7 +70,7 @@ def test_dashboard_and_provisioning_are_consistent():
 
 
 def test_prometheus_scrapes_the_local_server_and_kserve_pods():
-    from mlops_assets.models.config import model_configs
+    from mlops_assets.model_config import model_configs
 
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.features.bulk import bulk_materialize
-from mlops_assets.features.dataset import (
+from mlops_assets.datasets.training_set import (
     DatasetError,
     build_training_set,
     historical_features,
     load_labels,
     service_features,
 )
+from mlops_assets.features.bulk import bulk_materialize
 from mlops_assets.features.online import OnlineFeatureReader
 from mlops_assets.features.store import apply_feature_repo, repo_contents
 from mlops_assets.settings import get_settings

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 import pyarrow as pa
 
-from mlops_assets.serving.iceberg import catalog
+from mlops_assets.lakehouse.catalog import catalog
 from mlops_assets.serving.inference_log import append_with_retry, ensure_table, rows_to_arrow
 
 
@@ -67,7 +67,7 @@ def test_prediction_timestamp_is_the_request_ts_else_the_arrival(settings):
 def test_a_table_with_the_old_schema_is_evolved_not_broken(settings):
     """A table created before prediction_timestamp existed gains the column (older rows read
     null), even when several writers open it at once."""
-    from mlops_assets.serving.iceberg import partitioned_table
+    from mlops_assets.lakehouse.catalog import partitioned_table
     from mlops_assets.serving.inference_log import SCHEMA, table_name
 
     old_schema = pa.schema([f for f in SCHEMA if f.name != "prediction_timestamp"])

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from kubernetes import client as k8s
 
-from mlops_assets.models.config import model_configs
+from mlops_assets.model_config import model_configs
 from mlops_assets.serving.deployment import DeploymentSpec
 from mlops_assets.serving.inference_service import apply, render, validate
 

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.models.config import model_configs
-from mlops_assets.models.registry import (
+from mlops_assets.model_config import model_configs
+from mlops_assets.training.estimators import build_estimator
+from mlops_assets.training.registry import (
     MODEL_FILE,
     UnsafeModelError,
     client,
@@ -22,7 +23,6 @@ from mlops_assets.models.registry import (
     log_and_register,
     save_estimator,
 )
-from mlops_assets.models.training import build_estimator
 
 CONFIG = model_configs()["churn"]
 LINEAGE = {"dvc_md5": "x.dir", "feature_service": "churn_v1", "git_commit": "0"}

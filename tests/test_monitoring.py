@@ -9,12 +9,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_assets.features.dataset import build_training_set, load_labels
-from mlops_assets.models.config import model_configs
-from mlops_assets.models.promotion import set_alias
-from mlops_assets.models.registry import CHAMPION, load_model
+from mlops_assets.datasets.training_set import build_training_set, load_labels
+from mlops_assets.model_config import model_configs
 from mlops_assets.monitoring.monitors import read_table
 from mlops_assets.serving.batch import score_days
+from mlops_assets.training.promotion import set_alias
+from mlops_assets.training.registry import CHAMPION, load_model
 from tests.conftest import build_shop, register_quick_model, scratch_world
 
 pytestmark = pytest.mark.slow

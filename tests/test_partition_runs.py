@@ -88,7 +88,7 @@ def scheduled(tmp_path_factory):
 
 def test_the_weekly_retraining_schedule_tick_trains_and_deploys(scheduled):
     settings, defs, instance = scheduled
-    from mlops_assets.models.registry import CHAMPION, alias_version, client
+    from mlops_assets.training.registry import CHAMPION, alias_version, client
 
     first = START + dt.timedelta(days=HISTORY)
     sunday = first + dt.timedelta(days=(6 - first.weekday()) % 7)  # cron: Sundays 02:00 UTC
@@ -170,6 +170,6 @@ def test_relanding_one_day_of_a_drifting_world_keeps_bytes_and_dbt_green(schedul
 
 
 def defs_config():
-    from mlops_assets.models.config import model_configs
+    from mlops_assets.model_config import model_configs
 
     return model_configs()["churn"]

@@ -10,10 +10,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from mlops_assets.models.config import model_configs
+from mlops_assets.lakehouse.catalog import catalog, partitioned_table
+from mlops_assets.lakehouse.sql import run_sql
+from mlops_assets.model_config import model_configs
 from mlops_assets.serving import batch
-from mlops_assets.serving.analytics import run_sql
-from mlops_assets.serving.iceberg import catalog, partitioned_table
 from mlops_assets.settings import PROJECT_ROOT
 
 CONFIG = model_configs()["churn"]
@@ -187,7 +187,7 @@ def test_monitoring_rows_use_null_for_all_versions_and_no_feature(settings):
 
 
 def test_the_timeline_column_is_occurred_at_also_for_an_old_table(settings):
-    from mlops_assets.loop import Timeline, write_timeline
+    from mlops_assets.demo.timeline import Timeline, write_timeline
 
     cat = catalog(settings)
     cat.create_namespace("monitoring")

@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.features.dataset import build_training_set, historical_features, load_labels
+from mlops_assets.datasets.training_set import build_training_set, historical_features, load_labels
 from mlops_assets.features.store import feature_store
-from mlops_assets.models.config import model_configs
-from mlops_assets.models.promotion import set_alias
-from mlops_assets.models.registry import CHAMPION
-from mlops_assets.serving.analytics import QueryError, run_sql
+from mlops_assets.lakehouse.catalog import catalog
+from mlops_assets.lakehouse.sql import QueryError, run_sql
+from mlops_assets.model_config import model_configs
 from mlops_assets.serving.batch import fill_actuals, offline_features, score_day
-from mlops_assets.serving.iceberg import catalog
 from mlops_assets.serving.label_engine import apply_rules
 from mlops_assets.settings import PROJECT_ROOT
+from mlops_assets.training.promotion import set_alias
+from mlops_assets.training.registry import CHAMPION
 from tests.conftest import build_shop, register_quick_model, scratch_world
 
 pytestmark = pytest.mark.slow

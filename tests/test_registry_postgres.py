@@ -8,16 +8,16 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from mlops_assets.models.config import model_configs
-from mlops_assets.models.promotion import champion_at, history, set_alias
-from mlops_assets.models.registry import (
+from mlops_assets.model_config import model_configs
+from mlops_assets.settings import get_settings
+from mlops_assets.training.promotion import champion_at, history, set_alias
+from mlops_assets.training.registry import (
     CHAMPION,
     alias_version,
     client,
     load_model,
     log_and_register,
 )
-from mlops_assets.settings import get_settings
 
 pytestmark = pytest.mark.postgres
 

@@ -11,16 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.models.promotion import history, set_alias
-from mlops_assets.models.registry import CHALLENGER, CHAMPION, alias_version, client, load_model
+from mlops_assets.lakehouse.catalog import catalog
 from mlops_assets.serving.deployment import (
     DeploymentError,
     challenger_share,
     read_spec,
     stop_server,
 )
-from mlops_assets.serving.iceberg import catalog
 from mlops_assets.serving.rollout import RolloutError, deploy, promote, rollback
+from mlops_assets.training.promotion import history, set_alias
+from mlops_assets.training.registry import CHALLENGER, CHAMPION, alias_version, client, load_model
 from tests.conftest import register_quick_model
 from tests.serving_world import BASE, REQUEST_TS, error_counts, served_shop
 from tests.serving_world import customers as _world_customers

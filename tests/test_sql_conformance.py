@@ -27,8 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from mlops_assets.models.config import model_configs
-from mlops_assets.serving.analytics import QueryError, run_sql
+from mlops_assets.lakehouse.sql import QueryError, run_sql
+from mlops_assets.model_config import model_configs
 from mlops_assets.settings import PROJECT_ROOT
 from tests.conftest import scratch_world
 
@@ -61,8 +61,8 @@ class _StubModel:
 
 
 def _predictions(settings) -> None:
+    from mlops_assets.lakehouse.catalog import catalog
     from mlops_assets.serving.batch import ensure_table, score, write_days
-    from mlops_assets.serving.iceberg import catalog
 
     rng = np.random.default_rng(11)
     tables = []
@@ -96,13 +96,13 @@ def _predictions(settings) -> None:
 
 
 def _monitoring(settings) -> None:
+    from mlops_assets.lakehouse.catalog import catalog
     from mlops_assets.monitoring.monitors import (
         SCHEMA,
         MonitorResult,
         ensure_table,
         write_result,
     )
-    from mlops_assets.serving.iceberg import catalog
 
     rng = np.random.default_rng(12)
     features = ["spend_30d_usd", "order_count_30d", "plan", "open_ticket_count", "tenure_days"]
@@ -160,7 +160,7 @@ def _monitoring(settings) -> None:
 
 
 def _timeline(settings) -> None:
-    from mlops_assets.loop import Timeline, write_timeline
+    from mlops_assets.demo.timeline import Timeline, write_timeline
 
     start = dt.datetime(2025, 5, 2, 9, 0, tzinfo=dt.UTC)
     events = [
@@ -190,7 +190,7 @@ def _timeline(settings) -> None:
 
 
 def _online(settings) -> None:
-    from mlops_assets.serving.iceberg import catalog
+    from mlops_assets.lakehouse.catalog import catalog
     from mlops_assets.serving.inference_log import SCHEMA, append_with_retry, ensure_table
 
     rng = np.random.default_rng(13)
@@ -248,7 +248,7 @@ def lake(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data(lake) -> dict[str, pd.DataFrame]:
     """Every table as pandas reads it from a pyiceberg scan: the independent side."""
-    from mlops_assets.serving.iceberg import catalog
+    from mlops_assets.lakehouse.catalog import catalog
 
     cat = catalog(lake)
     names = {

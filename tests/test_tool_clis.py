@@ -202,8 +202,8 @@ def test_mlflow_ui_shows_the_registry(clone, settings):
     model, its version and lineage tags, its alias and its signature come back over REST."""
     import yaml
 
-    from mlops_assets.models.config import model_configs
-    from mlops_assets.models.registry import CHAMPION, artifact_root, client, tracking_uri
+    from mlops_assets.model_config import model_configs
+    from mlops_assets.training.registry import CHAMPION, artifact_root, client, tracking_uri
 
     dataset = clone / "datasets" / "churn_v1"
     name = model_configs()["churn"].registered_model

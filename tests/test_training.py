@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_assets.features.dataset import build_training_set, load_labels
-from mlops_assets.features.versioning import commit_and_push
-from mlops_assets.models.config import model_configs
-from mlops_assets.models.pipeline_runner import PipelineFailed, run_training
-from mlops_assets.models.promotion import champion_at, gate, history
-from mlops_assets.models.registry import CHALLENGER, CHAMPION, LINEAGE_TAGS, alias_version, client
+from mlops_assets.datasets.training_set import build_training_set, load_labels
+from mlops_assets.datasets.versioning import commit_and_push
+from mlops_assets.model_config import model_configs
 from mlops_assets.settings import PROJECT_ROOT, get_settings
+from mlops_assets.training.promotion import champion_at, gate, history
+from mlops_assets.training.registry import CHALLENGER, CHAMPION, LINEAGE_TAGS, alias_version, client
+from mlops_assets.training.runner import PipelineFailed, run_training
 from tests.conftest import build_shop, scratch_world
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def _variant(settings, name: str, change) -> str:
 
 
 def _restore(settings, md5: str) -> None:
-    from mlops_assets.features.versioning import pull
+    from mlops_assets.datasets.versioning import pull
 
     pull(settings, md5, settings.datasets_dir / "churn_v1")
 
@@ -73,7 +73,7 @@ def test_pipeline_compiles_to_valid_yaml(tmp_path):
     from kfp import compiler
     from kfp.components import load_component_from_file
 
-    from kubeflow.training_pipeline import training_pipeline
+    from mlops_assets.pipelines.training_pipeline import training_pipeline
 
     path = tmp_path / "training_pipeline.yaml"
     compiler.Compiler().compile(training_pipeline, str(path))
@@ -233,8 +233,8 @@ def test_a_killed_retraining_leaves_the_champion_serving(world):
     outputs = settings.data_dir / "kfp" / "outputs"
     seen = set(outputs.glob("*")) if outputs.exists() else set()
     script = (
-        "from mlops_assets.models.config import model_configs;"
-        "from mlops_assets.models.pipeline_runner import run_training;"
+        "from mlops_assets.model_config import model_configs;"
+        "from mlops_assets.training.runner import run_training;"
         "from mlops_assets.settings import get_settings;"
         f"run_training(get_settings(), model_configs()['churn'], {good!r}, {{}})"
     )

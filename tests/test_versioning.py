@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_assets.features.versioning import (
+from mlops_assets.datasets.versioning import (
     VersioningError,
     commit_and_push,
     current_version,

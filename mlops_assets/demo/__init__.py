@@ -62,8 +62,8 @@ def run_demo(options: DemoOptions) -> int:
     from mlops_assets.demo.console import DemoConsole
     from mlops_assets.demo.plan import Plan
     from mlops_assets.demo.steps import Demo
-    from mlops_assets.loop import Timeline, save_report, write_timeline
-    from mlops_assets.models.config import model_configs
+    from mlops_assets.demo.timeline import Timeline, save_report, write_timeline
+    from mlops_assets.model_config import model_configs
     from mlops_assets.serving.deployment import stop_server
     from mlops_assets.settings import get_settings
 

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
     from mlops_assets.demo.console import DemoConsole, Stage
     from mlops_assets.demo.plan import Plan
-    from mlops_assets.loop import Timeline
-    from mlops_assets.models.config import ModelConfig
+    from mlops_assets.demo.timeline import Timeline
+    from mlops_assets.model_config import ModelConfig
     from mlops_assets.settings import Settings
 
 SENSOR_TIMEOUT_S = 900  # generous: a slow machine must not fail the story, only make it slow
@@ -56,12 +56,12 @@ class Demo:
     # -- helpers -----------------------------------------------------------------------------
 
     def alias(self, alias: str) -> str | None:
-        from mlops_assets.models.registry import alias_version, client
+        from mlops_assets.training.registry import alias_version, client
 
         return alias_version(client(self.settings), self.config.registered_model, alias)
 
     def test_auc(self, version: str) -> float:
-        from mlops_assets.models.registry import client
+        from mlops_assets.training.registry import client
 
         mlflow_client = client(self.settings)
         run_id = mlflow_client.get_model_version(self.config.registered_model, version).run_id
@@ -84,8 +84,8 @@ class Demo:
         import dagster as dg
 
         from mlops_assets.defs.dbt.project import prepare_manifest
-        from mlops_assets.loop import reset
-        from mlops_assets.models.registry import client
+        from mlops_assets.demo.timeline import reset
+        from mlops_assets.training.registry import client
 
         reset(self.settings)
         self.home = runs.ensure_dagster_home(self.settings)
@@ -160,7 +160,7 @@ class Demo:
         return {"ops": {step: {"config": {"labels_known_by": known_by.isoformat()}}}}
 
     def scoring(self, stage: Stage) -> str:
-        from mlops_assets.serving.analytics import run_sql
+        from mlops_assets.lakehouse.sql import run_sql
 
         first, last = self.plan.score_days
         run_id = runs.run_job(self.instance, "daily_scoring_job", stage, range_tags(first, last))
@@ -173,7 +173,7 @@ class Demo:
         return f"{days} days, {rows:,} predictions ({labelled:,} with actuals) in {table}"
 
     def monitoring(self, stage: Stage) -> str:
-        from mlops_assets.loop import degradation_summary
+        from mlops_assets.demo.timeline import degradation_summary
         from mlops_assets.monitoring.monitors import read_table
 
         first, last = self.plan.monitor_days
@@ -222,7 +222,7 @@ class Demo:
         return f"no degradation; champion kept (sensor: {reason})"
 
     def retraining(self, stage: Stage) -> str:
-        from mlops_assets.loop import conclusive_at, describe_run
+        from mlops_assets.demo.timeline import conclusive_at, describe_run
 
         record = runs.wait_for_run(
             self.instance,
@@ -271,7 +271,7 @@ class Demo:
         )
 
     def canary(self, stage: Stage) -> str:
-        from mlops_assets.loop import describe_run
+        from mlops_assets.demo.timeline import describe_run
 
         first, last = self.plan.canary_days
         challenger = self.alias("challenger")

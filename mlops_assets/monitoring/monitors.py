@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from mlops_assets.models.config import ModelConfig
+from mlops_assets.model_config import ModelConfig
 from mlops_assets.monitoring.drift import ks, psi_categorical, psi_numeric
 from mlops_assets.settings import Settings
 
@@ -102,8 +102,8 @@ def table_name(config: ModelConfig) -> str:
 def ensure_table(cat: Any, config: ModelConfig) -> Any:
     """The model's monitoring table, partitioned by day. A table from before NULL meant "no
     feature" / "all versions" (it used '') is evolved first."""
-    from mlops_assets.serving.iceberg import partitioned_table
-    from mlops_assets.serving.table_evolution import evolve
+    from mlops_assets.lakehouse.catalog import partitioned_table
+    from mlops_assets.lakehouse.evolution import evolve
 
     table = partitioned_table(cat, table_name(config), SCHEMA, "day")
     return evolve(
@@ -141,7 +141,7 @@ def write_results(settings: Settings, config: ModelConfig, results: list[Monitor
     snapshot, and readers never see half of it)."""
     from pyiceberg.expressions import And, In
 
-    from mlops_assets.serving.iceberg import catalog
+    from mlops_assets.lakehouse.catalog import catalog
 
     if not results:
         return
@@ -175,7 +175,7 @@ def write_result(settings: Settings, config: ModelConfig, result: MonitorResult)
 
 
 def read_table(settings: Settings, config: ModelConfig) -> pd.DataFrame:
-    from mlops_assets.serving.iceberg import catalog
+    from mlops_assets.lakehouse.catalog import catalog
 
     return ensure_table(catalog(settings), config).scan().to_pandas()
 
@@ -184,7 +184,7 @@ def read_table(settings: Settings, config: ModelConfig) -> pd.DataFrame:
 
 
 def champion_version(settings: Settings, config: ModelConfig) -> str:
-    from mlops_assets.models.registry import CHAMPION, alias_version, client
+    from mlops_assets.training.registry import CHAMPION, alias_version, client
 
     version = alias_version(client(settings), config.registered_model, CHAMPION)
     if version is None:
@@ -197,9 +197,9 @@ def reference(settings: Settings, config: ModelConfig, version: str) -> pd.DataF
     version under data/monitoring/reference/."""
     import tempfile
 
-    from mlops_assets.features.versioning import pull
-    from mlops_assets.models.registry import client, load_model
-    from mlops_assets.models.training import dataset_schema, read_split
+    from mlops_assets.datasets.versioning import pull
+    from mlops_assets.training.estimators import dataset_schema, read_split
+    from mlops_assets.training.registry import client, load_model
 
     folder = settings.data_dir / "monitoring" / "reference"
     path = folder / f"{config.name}-v{version}.parquet"
@@ -236,8 +236,8 @@ def reference(settings: Settings, config: ModelConfig, version: str) -> pd.DataF
 def _predictions(settings: Settings, config: ModelConfig, day: dt.date) -> pd.DataFrame:
     from pyiceberg.expressions import EqualTo
 
+    from mlops_assets.lakehouse.catalog import catalog
     from mlops_assets.serving.batch import ensure_table as predictions_table
-    from mlops_assets.serving.iceberg import catalog
 
     table = predictions_table(catalog(settings), config)
     return table.scan(row_filter=EqualTo("prediction_date", day)).to_pandas()
@@ -249,8 +249,8 @@ def _daily_counts(
     """Predictions per day in [first, last], from one scan."""
     from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
 
+    from mlops_assets.lakehouse.catalog import catalog
     from mlops_assets.serving.batch import ensure_table as predictions_table
-    from mlops_assets.serving.iceberg import catalog
 
     table = predictions_table(catalog(settings), config)
     days = table.scan(
@@ -264,7 +264,7 @@ def _daily_counts(
 
 def _holdout_auc(settings: Settings, config: ModelConfig, version: str) -> float | None:
     """The version's ROC AUC on its training holdout, as logged to MLflow."""
-    from mlops_assets.models.registry import client
+    from mlops_assets.training.registry import client
 
     mlflow_client = client(settings)
     try:
@@ -277,7 +277,7 @@ def _holdout_auc(settings: Settings, config: ModelConfig, version: str) -> float
 def performance(settings: Settings, config: ModelConfig, day: dt.date) -> MonitorResult:
     from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
-    from mlops_assets.models.training import expected_calibration_error
+    from mlops_assets.training.estimators import expected_calibration_error
 
     limits = config.monitoring
     evaluated = day - dt.timedelta(days=CHURN_WINDOW_DAYS + 1)

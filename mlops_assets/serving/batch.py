@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from mlops_assets.models.config import ModelConfig
+from mlops_assets.model_config import ModelConfig
 from mlops_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -60,8 +60,8 @@ def as_of(day: dt.date) -> dt.datetime:
 def ensure_table(cat: Any, config: ModelConfig) -> Any:
     """The model's daily predictions table, partitioned by prediction_date. A table written before
     `scored_at` existed is evolved first (see `_add_scored_at`)."""
-    from mlops_assets.serving.iceberg import partitioned_table
-    from mlops_assets.serving.table_evolution import evolve
+    from mlops_assets.lakehouse.catalog import partitioned_table
+    from mlops_assets.lakehouse.evolution import evolve
 
     table = partitioned_table(cat, table_name(config), SCHEMA, "prediction_date")
     return evolve(
@@ -161,8 +161,8 @@ def score(
     """Score every row with the champion; with a canary (challenger model, version, percent) the
     same customers the online split sends to the challenger are scored by it (sticky hash).
     `prediction_timestamp` is the day's as-of time, `scored_at` is `now` (the run's wall clock)."""
-    from mlops_assets.models.training import feature_frame
     from mlops_assets.serving.label_engine import apply_rules
+    from mlops_assets.training.estimators import feature_frame
 
     if features.empty:
         raise ScoringError(f"no active customers with features on {day}")
@@ -231,9 +231,9 @@ def score_days(
 ) -> dict[str, Any]:
     """Score each day with the champion (and the deployed canary's share with the challenger), then
     replace all those days in one commit. Returns per-day summaries and the totals."""
-    from mlops_assets.models.registry import CHAMPION, alias_version, client, load_model
-    from mlops_assets.serving.iceberg import catalog
+    from mlops_assets.lakehouse.catalog import catalog
     from mlops_assets.serving.rollout import current_spec
+    from mlops_assets.training.registry import CHAMPION, alias_version, client, load_model
 
     version = alias_version(client(settings), config.registered_model, CHAMPION)
     if version is None:
@@ -293,7 +293,7 @@ def fill_actuals(settings: Settings, config: ModelConfig, window_days: int = 30)
     Days still inside their window keep null actuals; the filled days are replaced in one commit."""
     from pyiceberg.expressions import In
 
-    from mlops_assets.serving.iceberg import catalog
+    from mlops_assets.lakehouse.catalog import catalog
 
     table = ensure_table(catalog(settings), config)
     pending = table.scan(
@@ -334,7 +334,7 @@ def _orders(settings: Settings) -> pd.DataFrame:
     from mlops_assets.settings import Environment
 
     if settings.env is Environment.PROD:
-        from mlops_assets.trino import trino_query
+        from mlops_assets.lakehouse.warehouse import trino_query
 
         return trino_query(settings, "select customer_id, ordered_at from silver.fct_orders")
     import duckdb

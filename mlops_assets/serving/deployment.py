@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mlops_assets.models.config import ModelConfig
+from mlops_assets.model_config import ModelConfig
 from mlops_assets.settings import PROJECT_ROOT, Settings
 
 

@@ -63,7 +63,7 @@ def table_name(model: str) -> str:
 def ensure_table(cat: Any, model: str) -> Any:
     """The model's inference log table, partitioned by request day; a table with an older schema
     gains the columns added since (never a rewrite: older rows read null there)."""
-    from mlops_assets.serving.iceberg import partitioned_table
+    from mlops_assets.lakehouse.catalog import partitioned_table
 
     table = partitioned_table(cat, table_name(model), SCHEMA, "request_date")
     return evolve_schema(cat, table_name(model), table)
@@ -223,7 +223,7 @@ def _writer_main(
     import os
     import signal
 
-    from mlops_assets.serving.iceberg import catalog
+    from mlops_assets.lakehouse.catalog import catalog
 
     # The server handles SIGINT/SIGTERM and stops us with the marker, after the last request.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.models.config import ModelConfig
+from mlops_assets.model_config import ModelConfig
 from mlops_assets.serving.deployment import DeploymentSpec
 
 if TYPE_CHECKING:

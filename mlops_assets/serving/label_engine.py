@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops_assets.models.config import LabelEngineConfig
+from mlops_assets.model_config import LabelEngineConfig
 
 
 def apply_rules(

@@ -25,7 +25,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Histogram
 
-from mlops_assets.models.config import ModelConfig
+from mlops_assets.model_config import ModelConfig
 from mlops_assets.serving.compiled import CompiledChurnModel
 from mlops_assets.serving.deployment import DeploymentSpec, challenger_share
 from mlops_assets.serving.label_engine import apply_rules
@@ -134,7 +134,7 @@ def load_arm(
     and it scores its own logged input example to finite probabilities."""
     from mlflow.models import Model as MlflowModel
 
-    from mlops_assets.models.registry import download_model, load_registered
+    from mlops_assets.training.registry import download_model, load_registered
 
     uri = f"models:/{config.registered_model}/{version}"
     try:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_assets.models.config import ModelConfig
-from mlops_assets.models.promotion import record, set_alias
-from mlops_assets.models.registry import CHALLENGER, CHAMPION, alias_version, client
+from mlops_assets.model_config import ModelConfig
 from mlops_assets.serving.deployment import DeploymentSpec, deploy_local
 from mlops_assets.settings import Environment, Settings
+from mlops_assets.training.promotion import record, set_alias
+from mlops_assets.training.registry import CHALLENGER, CHAMPION, alias_version, client
 
 PREVIOUS_CHAMPION = "previous_champion"
 
@@ -81,7 +81,7 @@ def current_spec(settings: Settings, config: ModelConfig) -> DeploymentSpec | No
     """The last deployment that became ready (from the decision log, the same in both profiles)."""
     import json
 
-    from mlops_assets.models.promotion import last_event
+    from mlops_assets.training.promotion import last_event
 
     event = last_event(settings, config.registered_model, "deployment")
     return DeploymentSpec.model_validate(json.loads(event["metrics"])["spec"]) if event else None

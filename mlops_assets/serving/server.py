@@ -19,7 +19,7 @@ import signal
 import sys
 from typing import Any
 
-from mlops_assets.models.config import ModelConfig
+from mlops_assets.model_config import ModelConfig
 from mlops_assets.settings import Settings
 
 log = logging.getLogger("mlops.serving")
@@ -553,7 +553,7 @@ def serve(model: str, host: str, port: int, pinned_version: str | None = None) -
     from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-    from mlops_assets.models.config import model_configs
+    from mlops_assets.model_config import model_configs
     from mlops_assets.serving.deployment import DeploymentError
     from mlops_assets.serving.inference_log import InferenceLog
     from mlops_assets.serving.predictor import NotReady

@@ -115,8 +115,8 @@ def churn_training_dataset(
     feature_store: FeatureStoreResource,
     config: DatasetConfig,
 ):
-    from mlops_assets.features.dataset import DatasetError, build_training_set, load_labels
-    from mlops_assets.features.versioning import VersioningError, commit_and_push, datasets_dir
+    from mlops_assets.datasets.training_set import DatasetError, build_training_set, load_labels
+    from mlops_assets.datasets.versioning import VersioningError, commit_and_push, datasets_dir
 
     settings = feature_store.settings()
     # The data folder's DVC project decides where: the repository's datasets/ for ./data, the

@@ -28,7 +28,7 @@ MIN_MINORITY_SHARE = 0.02
 def training_dataset_checks(feature_store: FeatureStoreResource):
     import pandas as pd
 
-    from mlops_assets.features.dataset import LABEL, SPLITS, TIMESTAMP
+    from mlops_assets.datasets.training_set import LABEL, SPLITS, TIMESTAMP
 
     folder = feature_store.settings().datasets_dir / SERVICE
     parts = {

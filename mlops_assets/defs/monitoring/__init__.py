@@ -6,7 +6,7 @@ import dagster as dg
 from mlops_assets.defs.landing.partitions import daily_partitions, daily_schedule
 from mlops_assets.defs.monitoring.assets import build_monitoring_assets
 from mlops_assets.defs.monitoring.sensors import retrain_sensor
-from mlops_assets.models.config import model_configs
+from mlops_assets.model_config import model_configs
 
 _assets, _sensors = [], []
 for _config in model_configs().values():

@@ -5,7 +5,7 @@ import dagster as dg
 from mlops_assets.defs.landing.assets import partition_days
 from mlops_assets.defs.landing.partitions import daily_partitions
 from mlops_assets.defs.training.resources import TrainingResource
-from mlops_assets.models.config import ModelConfig
+from mlops_assets.model_config import ModelConfig
 
 CHECK_NAMES = {
     "performance": "performance_within_thresholds",

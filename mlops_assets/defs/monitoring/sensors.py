@@ -8,7 +8,7 @@ import json
 import dagster as dg
 
 from mlops_assets.defs.training.resources import TrainingResource
-from mlops_assets.models.config import ModelConfig
+from mlops_assets.model_config import ModelConfig
 
 TRIGGER_TAG = "mlops/trigger"
 MAX_TAG = 4000  # keep run tags readable in the UI
@@ -101,9 +101,9 @@ def canary_sensor(config: ModelConfig, rollout_jobs: list[dg.JobDefinition]) -> 
         ),
     )
     def canary_decision_sensor(context: dg.SensorEvaluationContext, training: TrainingResource):
+        from mlops_assets.lakehouse.catalog import catalog
         from mlops_assets.monitoring.decisions import canary_decision
         from mlops_assets.serving.batch import ensure_table
-        from mlops_assets.serving.iceberg import catalog
         from mlops_assets.serving.rollout import current_spec
 
         settings = training.settings()

@@ -5,7 +5,7 @@ import dagster as dg
 
 from mlops_assets.defs.serving.assets import build_serving_assets
 from mlops_assets.defs.serving.deployment import build_deployment
-from mlops_assets.models.config import model_configs
+from mlops_assets.model_config import model_configs
 
 _assets, _jobs, _sensors = [], [], []
 for _config in model_configs().values():

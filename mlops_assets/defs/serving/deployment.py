@@ -4,7 +4,7 @@ traffic together."""
 import dagster as dg
 
 from mlops_assets.defs.training.resources import TrainingResource
-from mlops_assets.models.config import ModelConfig
+from mlops_assets.model_config import ModelConfig
 
 SERVES_CHAMPION_CHECK = "endpoint_serves_the_registry_champion"
 
@@ -51,9 +51,9 @@ def build_deployment(config: ModelConfig) -> tuple[list, list, list]:
         ),
     )
     def deployment(context: dg.AssetExecutionContext, training: TrainingResource):
-        from mlops_assets.models.registry import CHAMPION, alias_version, client
         from mlops_assets.serving.deployment import DeploymentError
         from mlops_assets.serving.rollout import RolloutError, deploy
+        from mlops_assets.training.registry import CHAMPION, alias_version, client
 
         settings = training.settings()
         try:

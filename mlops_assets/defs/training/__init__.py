@@ -5,7 +5,7 @@ import dagster as dg
 
 from mlops_assets.defs.training.assets import build_model_assets
 from mlops_assets.defs.training.resources import TrainingResource
-from mlops_assets.models.config import model_configs
+from mlops_assets.model_config import model_configs
 
 _assets, _jobs, _schedules = [], [], []
 for _config in model_configs().values():

@@ -4,7 +4,7 @@ import subprocess
 import dagster as dg
 
 from mlops_assets.defs.training.resources import TrainingResource
-from mlops_assets.models.config import ModelConfig
+from mlops_assets.model_config import ModelConfig
 from mlops_assets.settings import PROJECT_ROOT
 
 GATE_CHECK = "candidate_cleared_the_gate"
@@ -44,8 +44,8 @@ def build_model_assets(config: ModelConfig) -> tuple[list, list, list]:
     def candidate(
         context: dg.AssetExecutionContext, training: TrainingResource
     ) -> dg.MaterializeResult:
-        from mlops_assets.features.versioning import current_version
-        from mlops_assets.models.pipeline_runner import PipelineFailed, run_training
+        from mlops_assets.datasets.versioning import current_version
+        from mlops_assets.training.runner import PipelineFailed, run_training
 
         settings = training.settings()
         try:
@@ -96,8 +96,8 @@ def build_model_assets(config: ModelConfig) -> tuple[list, list, list]:
         ],
     )
     def promotion(context: dg.AssetExecutionContext, training: TrainingResource):
-        from mlops_assets.models.promotion import gate
-        from mlops_assets.models.registry import client
+        from mlops_assets.training.promotion import gate
+        from mlops_assets.training.registry import client
 
         settings = training.settings()
         versions = client(settings).search_model_versions(f"name = '{config.registered_model}'")

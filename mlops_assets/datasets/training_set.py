@@ -62,7 +62,7 @@ def load_labels(settings: Settings, known_by: dt.datetime | None = None) -> pd.D
         naive = known_by.astimezone(dt.UTC).replace(tzinfo=None) if known_by.tzinfo else known_by
         where = f" where label_available_at <= timestamp '{naive:%Y-%m-%d %H:%M:%S}'"
     if settings.env is Environment.PROD:
-        from mlops_assets.trino import trino_query
+        from mlops_assets.lakehouse.warehouse import trino_query
 
         return trino_query(
             settings, f"select {ENTITY}, {TIMESTAMP}, {LABEL} from gold.churn_labels{where}"

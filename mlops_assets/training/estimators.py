@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
-    from mlops_assets.models.config import ModelConfig
+    from mlops_assets.model_config import ModelConfig
 
 
 class TrainingError(ValueError):

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops_assets.models.config import ModelConfig
+from mlops_assets.model_config import ModelConfig
 from mlops_assets.settings import Environment, Settings
 
 
@@ -48,7 +48,7 @@ def run_training(
 def _run_locally(settings: Settings, arguments: dict[str, str]) -> TrainingRun:
     from kfp import local
 
-    from kubeflow.training_pipeline import training_pipeline
+    from mlops_assets.pipelines.training_pipeline import training_pipeline
 
     root = settings.data_dir / "kfp"
     workspace = root / "workspace"
@@ -70,7 +70,7 @@ def _run_locally(settings: Settings, arguments: dict[str, str]) -> TrainingRun:
             f"training pipeline failed: {root_cause(log.getvalue()) or err}"
         ) from err
     outputs = task.outputs
-    from mlops_assets.models.registry import client
+    from mlops_assets.training.registry import client
 
     # The id kfp.local gave the run, as the register step tagged it in MLflow.
     tags = client(settings).get_run(outputs["mlflow_run_id"]).data.tags
@@ -121,8 +121,8 @@ def _run_on_cluster(
 ) -> TrainingRun:
     import kfp
 
-    from kubeflow.training_pipeline import training_pipeline
-    from mlops_assets.models.registry import client
+    from mlops_assets.pipelines.training_pipeline import training_pipeline
+    from mlops_assets.training.registry import client
 
     if not settings.kfp_host:
         raise PipelineFailed(

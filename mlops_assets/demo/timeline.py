@@ -180,7 +180,7 @@ def write_timeline(settings: Settings, timeline: Timeline) -> str:
     import pyarrow as pa
     from pyiceberg.exceptions import NoSuchTableError
 
-    from mlops_assets.serving.iceberg import catalog, ensure_namespace
+    from mlops_assets.lakehouse.catalog import catalog, ensure_namespace
 
     schema = pa.schema(
         [

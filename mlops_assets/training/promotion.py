@@ -18,9 +18,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mlops_assets.models.config import ModelConfig
-from mlops_assets.models.registry import CHALLENGER, CHAMPION, alias_version, client, load_model
+from mlops_assets.model_config import ModelConfig
 from mlops_assets.settings import Settings
+from mlops_assets.training.registry import CHALLENGER, CHAMPION, alias_version, client, load_model
 
 _META = sa.MetaData()
 DECISIONS = sa.Table(
@@ -148,8 +148,8 @@ def _holdout_auc(
     """ROC AUC of each version on the test split of dataset `dvc_md5`."""
     from sklearn.metrics import roc_auc_score
 
-    from mlops_assets.features.versioning import pull
-    from mlops_assets.models.training import dataset_schema, feature_frame, read_split
+    from mlops_assets.datasets.versioning import pull
+    from mlops_assets.training.estimators import dataset_schema, feature_frame, read_split
 
     with tempfile.TemporaryDirectory(dir=settings.data_dir) as tmp:
         folder = pull(settings, dvc_md5, Path(tmp) / "dataset")

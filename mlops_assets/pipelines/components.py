@@ -14,7 +14,7 @@ BASE_IMAGE = os.environ.get("MLOPS_PIPELINE_IMAGE", "ghcr.io/lakehouse-mlops/mlo
 component = functools.partial(dsl.component, base_image=BASE_IMAGE, install_kfp_package=False)
 # Between the steps of one run, models travel as `model.joblib` in the run's own pipeline root
 # (the same run wrote them a moment ago). What enters the registry is skops, and every load from the
-# registry checks its types (mlops_assets/models/registry.py): nothing pickled is read back from it.
+# registry checks its types (mlops_assets/training/registry.py): nothing pickled is read back from it.
 
 
 @component
@@ -22,7 +22,7 @@ def fetch_dataset(dvc_md5: str, dataset: Output[Dataset]):
     """The exact training set a DVC hash names, from the DVC remote (verified on pull)."""
     from pathlib import Path
 
-    from mlops_assets.features.versioning import pull
+    from mlops_assets.datasets.versioning import pull
     from mlops_assets.settings import get_settings
 
     pull(get_settings(), dvc_md5, Path(dataset.path))
@@ -45,8 +45,8 @@ def train_model(
     import joblib
     import pandas as pd
 
-    from mlops_assets.models.config import ModelConfig
-    from mlops_assets.models.training import (
+    from mlops_assets.model_config import ModelConfig
+    from mlops_assets.training.estimators import (
         build_estimator,
         check_labels,
         dataset_schema,
@@ -103,8 +103,8 @@ def evaluate_model(
     import joblib
     from sklearn.metrics import confusion_matrix, roc_curve
 
-    from mlops_assets.models.config import ModelConfig
-    from mlops_assets.models.training import (
+    from mlops_assets.model_config import ModelConfig
+    from mlops_assets.training.estimators import (
         check_labels,
         dataset_schema,
         evaluate,
@@ -158,9 +158,9 @@ def register_model(
 
     import joblib
 
-    from mlops_assets.models.config import ModelConfig
-    from mlops_assets.models.registry import log_and_register
-    from mlops_assets.models.training import dataset_schema, feature_frame, read_split
+    from mlops_assets.model_config import ModelConfig
+    from mlops_assets.training.estimators import dataset_schema, feature_frame, read_split
+    from mlops_assets.training.registry import log_and_register
 
     config = ModelConfig.model_validate_json(config_json)
     # The hyperparameters the tuning step chose, so the registry records what was trained.

@@ -76,7 +76,7 @@ class _Tables:
 
     @classmethod
     def load(cls, settings: Settings) -> _Tables:
-        from mlops_assets.serving.iceberg import catalog
+        from mlops_assets.lakehouse.catalog import catalog
 
         cat = catalog(settings)
         identifiers, schemas = {}, []
@@ -1113,7 +1113,7 @@ def _execute(con: Any, duck_sql: str) -> pd.DataFrame:
 def run_sql(settings: Settings, sql: str) -> pd.DataFrame:
     """Run one Trino-dialect query and return the result."""
     if settings.env is Environment.PROD:
-        from mlops_assets.trino import trino_query
+        from mlops_assets.lakehouse.warehouse import trino_query
 
         return trino_query(settings, sql)
     import duckdb

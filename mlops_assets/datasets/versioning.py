@@ -27,7 +27,7 @@ from mlops_assets.settings import PROJECT_ROOT, Environment, Settings
 
 STAGES = {"churn_v1": "churn_v1_dataset"}
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
-GENERATED = "Generated from {source} for this data folder (mlops_assets/features/versioning.py)."
+GENERATED = "Generated from {source} for this data folder (mlops_assets/datasets/versioning.py)."
 
 
 class VersioningError(RuntimeError):

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
 
-    from mlops_assets.models.config import ModelConfig
+    from mlops_assets.model_config import ModelConfig
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 # Types our pipelines contain beyond skops' defaults (the histogram gradient boosting's trees, the

@@ -5,7 +5,12 @@ from typing import NamedTuple
 
 from kfp import dsl, kubernetes
 
-from kubeflow.components import evaluate_model, fetch_dataset, register_model, train_model
+from mlops_assets.pipelines.components import (
+    evaluate_model,
+    fetch_dataset,
+    register_model,
+    train_model,
+)
 
 # Cluster secrets, mounted as environment variables of every step (kfp-kubernetes); kfp.local
 # ignores platform config and the steps read the same variables from the local environment.
