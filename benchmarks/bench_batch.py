@@ -1,6 +1,8 @@
 """Batch scoring benchmark: one day's predictions for N customers, scored by the MLflow champion
 and committed to the Iceberg table (pyiceberg SQL catalog), end to end as the Dagster asset does it
-(`score_day`: offline features, model, label engine, one Iceberg overwrite of the day).
+(`score_days` over the day: offline features, model, label engine, one Iceberg overwrite of the
+day), with the environment's resources (the Iceberg catalog, the Feast store, the MLflow registry)
+over a scratch data folder.
 
     .venv/bin/python benchmarks/bench_batch.py                    # 1M customers, 3 runs
     .venv/bin/python benchmarks/bench_batch.py --customers 100000 --repeats 5
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -37,30 +38,35 @@ def main() -> None:
 
     data = RESULTS / "batch_data"
     shutil.rmtree(data, ignore_errors=True)
-    os.environ["MLOPS_DATA_DIR"] = str(data)
-    from bench_features import LAST, gold_table
-    from bench_training import register_champion
 
-    from mlops_assets.features.store import apply_feature_repo, feature_store
+    from mlops_assets.features.store import apply_feature_repo
     from mlops_assets.model_config import model_configs
-    from mlops_assets.serving.batch import score_day
-    from mlops_assets.settings import get_settings
+    from mlops_assets.resources import open_resources
+    from mlops_assets.serving.batch import score_days
+    from mlops_assets.testing import (
+        SYNTHETIC_LAST,
+        register_synthetic_champion,
+        scratch_settings,
+        synthetic_gold_table,
+    )
+    from mlops_assets.world import World
 
-    get_settings.cache_clear()
-    settings = get_settings()
-    config = model_configs()["churn"]
-    gold_table(args.customers, 1, settings.gold_dir / "customer_features.parquet")
-    store = feature_store(settings)
-    apply_feature_repo(store)
-    register_champion(settings, config, data / "train_set")
+    with scratch_settings(data, World()) as settings, open_resources(settings) as res:
+        config = model_configs()["churn"]
+        synthetic_gold_table(args.customers, 1, settings.gold_dir / "customer_features.parquet")
+        store = res.feature_store.store()
+        apply_feature_repo(store)
+        registry = res.model_registry.registry()
+        register_synthetic_champion(registry, config, data / "train_set")
+        catalog = res.lakehouse.catalog()
 
-    day = LAST.date()
-    times, rows = [], 0
-    for _ in range(args.repeats):
-        started = time.perf_counter()
-        result = score_day(settings, config, store, day)
-        times.append(time.perf_counter() - started)
-        rows = result["rows"]
+        day = SYNTHETIC_LAST
+        times, rows = [], 0
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            result = score_days(catalog, store, registry, config, [day])
+            times.append(time.perf_counter() - started)
+            rows = result["rows"]
     report = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "customers": args.customers,

@@ -35,47 +35,19 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
-LAST = pd.Timestamp("2025-08-27")
+
+from mlops_assets.testing import SYNTHETIC_LAST, synthetic_gold_table  # noqa: E402
+
+LAST = pd.Timestamp(SYNTHETIC_LAST)
 
 
-def gold_table(n: int, snapshots: int, path: Path) -> None:
-    rng = np.random.default_rng(0)
-    ids = np.tile(np.arange(1, n + 1, dtype=np.int64), snapshots)
-    ts = np.repeat([LAST - pd.Timedelta(days=7 * k) for k in range(snapshots)], n)
-    m = len(ids)
-    frame = pd.DataFrame(
-        {
-            "customer_id": ids,
-            "event_timestamp": ts,
-            "country_code": rng.choice(["US", "GB", "DE", "VN", "BR"], m),
-            "acquisition_channel": rng.choice(["organic", "paid_search", "social", "referral"], m),
-            "plan": rng.choice(["free", "basic", "premium"], m),
-            "tenure_days": rng.integers(0, 700, m),
-            "age_years": rng.integers(18, 80, m),
-            "lifetime_value_usd": rng.random(m) * 900,
-            "order_count_lifetime": rng.integers(1, 60, m),
-            "order_count_30d": rng.integers(0, 6, m),
-            "order_count_90d": rng.integers(1, 15, m),
-            "spend_30d_usd": rng.random(m) * 120,
-            "spend_90d_usd": rng.random(m) * 360,
-            "avg_order_value_90d_usd": rng.random(m) * 70,
-            "discount_order_share_90d": rng.random(m),
-            "avg_discount_pct_90d": rng.random(m) * 25,
-            "return_share_90d": rng.random(m) * 0.2,
-            "days_since_last_order": rng.integers(0, 90, m),
-            "ticket_count_30d": rng.integers(0, 3, m),
-            "ticket_count_90d": rng.integers(0, 6, m),
-            "open_ticket_count": rng.integers(0, 2, m),
-            "high_priority_ticket_count_90d": rng.integers(0, 2, m),
-            "segment": rng.choice(["new", "at_risk", "champion", "loyal", "regular"], m),
-        }
-    )
-    frame["last_order_at"] = frame["event_timestamp"] - pd.to_timedelta(
-        frame["days_since_last_order"] * 86400 + 3600, unit="s"
-    )
-    frame["created_timestamp"] = frame["event_timestamp"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False)
+def _churn_config():
+    from mlops_assets.model_config import model_configs
+
+    return model_configs()["churn"]
+
+
+CONFIG = _churn_config()  # its labels and feature service
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -98,6 +70,110 @@ def time_lookups(fn, ids: np.ndarray, n: int) -> dict[str, float]:
     return percentiles(samples)
 
 
+def point_data_at(folder: Path):
+    """A fresh data folder, made the process's; returns its settings."""
+    from mlops_assets.settings import get_settings
+
+    shutil.rmtree(folder, ignore_errors=True)
+    os.environ["MLOPS_DATA_DIR"] = str(folder)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def window() -> tuple[dt.datetime, dt.datetime]:
+    start = (LAST - pd.Timedelta(days=1)).to_pydatetime().replace(tzinfo=dt.UTC)
+    end = (LAST + pd.Timedelta(days=1)).to_pydatetime().replace(tzinfo=dt.UTC)
+    return start, end
+
+
+def applied_store(customers: int, snapshots: int, folder: Path):
+    """The project's Feast repo, applied to a gold table of `customers` in its own data folder."""
+    from mlops_assets.features.store import apply_feature_repo, embedded_store
+
+    settings = point_data_at(folder)
+    synthetic_gold_table(customers, snapshots, settings.gold_dir / "customer_features.parquet")
+    store = embedded_store(settings.data_dir)
+    apply_feature_repo(store)
+    return store
+
+
+def bulk_figures(args, store) -> dict:
+    from mlops_assets.features.bulk import bulk_materialize
+
+    started = time.perf_counter()
+    written = bulk_materialize(store, *window())
+    seconds = round(time.perf_counter() - started, 2)
+    print(
+        f"bulk materialize {args.customers:,} customers x 3 views into SQLite: {seconds}s {written}"
+    )
+    return {"bulk_materialize_s": seconds}
+
+
+def feast_subset_figures(args, folder: Path) -> dict:
+    """Feast's own materialize and the bulk path into the same store, on a subset (both are
+    linear in rows)."""
+    from mlops_assets.features.bulk import bulk_materialize
+
+    store = applied_store(args.feast_customers, 1, folder)
+    started = time.perf_counter()
+    store.materialize(*window())
+    feast_s = time.perf_counter() - started
+    started = time.perf_counter()
+    bulk_materialize(store, *window())
+    bulk_s = time.perf_counter() - started
+    print(
+        f"same store, {args.feast_customers:,} customers: Feast materialize {feast_s:.1f}s, "
+        f"bulk {bulk_s:.2f}s ({feast_s / bulk_s:.0f}x)"
+    )
+    return {
+        "feast_materialize_subset_s": round(feast_s, 2),
+        "bulk_materialize_subset_s": round(bulk_s, 2),
+    }
+
+
+def training_set_figures(args, store, out: Path) -> dict:
+    """A point-in-time training set: labels on every snapshot but the newest."""
+    from mlops_assets.datasets.training_set import Labels, build_training_set
+
+    rng = np.random.default_rng(2)
+    pairs = args.customers * (args.snapshots - 1)
+    pick = rng.choice(pairs, size=min(args.labels, pairs), replace=False)
+    weeks_back = pd.to_timedelta(7 * (pick // args.customers + 1), unit="D")
+    labels = pd.DataFrame(
+        {
+            "customer_id": (pick % args.customers + 1).astype(np.int64),
+            "event_timestamp": (LAST - weeks_back).tz_localize("UTC") + pd.Timedelta(hours=12),
+            "churned": rng.integers(0, 2, len(pick)),
+        }
+    )
+    started = time.perf_counter()
+    summary = build_training_set(store, Labels.of(CONFIG), labels, out)
+    seconds = round(time.perf_counter() - started, 2)
+    rows = sum(summary.rows.values())
+    print(f"point-in-time training set, {rows:,} rows: {seconds}s")
+    return {"training_set_s": seconds, "training_set_rows": rows}
+
+
+def lookup_figures(store, customers: int, lookups: int) -> dict:
+    """One-customer online lookups: the project's reader and the Feast SDK."""
+    from mlops_assets.features.online import OnlineFeatureReader
+
+    ids = np.arange(1, customers + 1)
+    now = window()[1]
+    reader = OnlineFeatureReader(store, CONFIG.feature_service)
+    service = store.get_feature_service(CONFIG.feature_service)
+    return {
+        "reader": time_lookups(lambda c: reader.read([c], now), ids, lookups),
+        "feast_sdk": time_lookups(
+            lambda c: store.get_online_features(
+                features=service, entity_rows=[{"customer_id": c, "request_ts": now}]
+            ).to_dict(),
+            ids,
+            min(lookups, 2000),
+        ),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
@@ -110,98 +186,17 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=5000)
     args = parser.parse_args()
 
-    data = RESULTS / "features_data"
-    shutil.rmtree(data, ignore_errors=True)
-    os.environ["MLOPS_DATA_DIR"] = str(data)
-    from mlops_assets.datasets.training_set import build_training_set
-    from mlops_assets.features.bulk import bulk_materialize
-    from mlops_assets.features.online import OnlineFeatureReader
-    from mlops_assets.features.store import apply_feature_repo, feature_store
-    from mlops_assets.settings import get_settings
-
-    get_settings.cache_clear()
-    settings = get_settings()
+    data, sub = RESULTS / "features_data", RESULTS / "features_feast_subset"
     report: dict = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **vars(args)}
-    gold_table(args.customers, args.snapshots, settings.gold_dir / "customer_features.parquet")
-
-    store = feature_store(settings)
-    apply_feature_repo(store)
-    start = (LAST - pd.Timedelta(days=1)).to_pydatetime().replace(tzinfo=dt.UTC)
-    end = (LAST + pd.Timedelta(days=1)).to_pydatetime().replace(tzinfo=dt.UTC)
-
-    started = time.perf_counter()
-    written = bulk_materialize(store, start, end)
-    report["bulk_materialize_s"] = round(time.perf_counter() - started, 2)
-    print(
-        f"bulk materialize {args.customers:,} customers x 3 views into SQLite: {report['bulk_materialize_s']}s {written}"
-    )
-
-    # Feast's own path into the same store, on a subset (it is linear in rows).
-    sub = RESULTS / "features_feast_subset"
-    shutil.rmtree(sub, ignore_errors=True)
-    os.environ["MLOPS_DATA_DIR"] = str(sub)
-    get_settings.cache_clear()
-    sub_settings = get_settings()
-    gold_table(args.feast_customers, 1, sub_settings.gold_dir / "customer_features.parquet")
-    sub_store = feature_store(sub_settings)
-    apply_feature_repo(sub_store)
-    started = time.perf_counter()
-    sub_store.materialize(start, end)
-    feast_s = time.perf_counter() - started
-    started = time.perf_counter()
-    bulk_materialize(sub_store, start, end)
-    bulk_sub_s = time.perf_counter() - started
-    report["feast_materialize_subset_s"] = round(feast_s, 2)
-    report["bulk_materialize_subset_s"] = round(bulk_sub_s, 2)
-    print(
-        f"same store, {args.feast_customers:,} customers: Feast materialize {feast_s:.1f}s, "
-        f"bulk {bulk_sub_s:.2f}s ({feast_s / bulk_sub_s:.0f}x)"
-    )
-    os.environ["MLOPS_DATA_DIR"] = str(data)
-    get_settings.cache_clear()
-    settings = get_settings()
-    store = feature_store(settings)
-
-    # Point-in-time training set: labels on every snapshot but the newest.
-    rng = np.random.default_rng(2)
-    pairs = args.customers * (args.snapshots - 1)
-    pick = rng.choice(pairs, size=min(args.labels, pairs), replace=False)
-    labels = pd.DataFrame(
-        {
-            "customer_id": (pick % args.customers + 1).astype(np.int64),
-            "event_timestamp": (
-                LAST - pd.to_timedelta(7 * (pick // args.customers + 1), unit="D")
-            ).tz_localize("UTC")
-            + pd.Timedelta(hours=12),
-            "churned": rng.integers(0, 2, len(pick)),
-        }
-    )
-    started = time.perf_counter()
-    summary = build_training_set(store, "churn_v1", labels, data / "dataset")
-    report["training_set_s"] = round(time.perf_counter() - started, 2)
-    report["training_set_rows"] = sum(summary.rows.values())
-    print(
-        f"point-in-time training set, {report['training_set_rows']:,} rows: {report['training_set_s']}s"
-    )
-
-    # Online lookups, one customer per call.
-    ids = np.arange(1, args.customers + 1)
-    now = end
-    reader = OnlineFeatureReader(store, "churn_v1")
-    service = store.get_feature_service("churn_v1")
-    report["sqlite_reader"] = time_lookups(lambda c: reader.read([c], now), ids, args.lookups)
-    report["sqlite_feast_sdk"] = time_lookups(
-        lambda c: store.get_online_features(
-            features=service, entity_rows=[{"customer_id": c, "request_ts": now}]
-        ).to_dict(),
-        ids,
-        min(args.lookups, 2000),
-    )
-    print(
-        f"SQLite lookup, project reader: {report['sqlite_reader']}; Feast SDK: {report['sqlite_feast_sdk']}"
-    )
-
-    report["redis"] = redis_figures(args, settings, start, end, now)
+    store = applied_store(args.customers, args.snapshots, data)
+    report |= bulk_figures(args, store)
+    report |= feast_subset_figures(args, sub)
+    store = applied_store_again(data)
+    report |= training_set_figures(args, store, data / "dataset")
+    sqlite = lookup_figures(store, args.customers, args.lookups)
+    report["sqlite_reader"], report["sqlite_feast_sdk"] = sqlite["reader"], sqlite["feast_sdk"]
+    print(f"SQLite lookup, project reader: {sqlite['reader']}; Feast SDK: {sqlite['feast_sdk']}")
+    report["redis"] = redis_figures(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     with (RESULTS / "features.jsonl").open("a") as f:
         f.write(json.dumps(report) + "\n")
@@ -209,7 +204,17 @@ def main() -> None:
     shutil.rmtree(sub, ignore_errors=True)
 
 
-def redis_figures(args, settings, start, end, now) -> dict | str:
+def applied_store_again(folder: Path):
+    """The store of a data folder filled earlier, made the process's again."""
+    from mlops_assets.features.store import embedded_store
+    from mlops_assets.settings import get_settings
+
+    os.environ["MLOPS_DATA_DIR"] = str(folder)
+    get_settings.cache_clear()
+    return embedded_store(get_settings().data_dir)
+
+
+def redis_figures(args) -> dict | str:
     import socket
 
     try:
@@ -220,16 +225,11 @@ def redis_figures(args, settings, start, end, now) -> dict | str:
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
-    from mlops_assets.features.online import OnlineFeatureReader
     from mlops_assets.features.store import FEATURE_REPO, apply_feature_repo
 
     sub = RESULTS / "features_redis"
-    shutil.rmtree(sub, ignore_errors=True)
-    os.environ["MLOPS_DATA_DIR"] = str(sub)
-    from mlops_assets.settings import get_settings
-
-    get_settings.cache_clear()
-    gold_table(args.redis_customers, 1, get_settings().gold_dir / "customer_features.parquet")
+    settings = point_data_at(sub)
+    synthetic_gold_table(args.redis_customers, 1, settings.gold_dir / "customer_features.parquet")
     store = FeatureStore(
         config=RepoConfig(
             project=f"bench_{uuid.uuid4().hex[:8]}",
@@ -244,22 +244,12 @@ def redis_figures(args, settings, start, end, now) -> dict | str:
     apply_feature_repo(store)
     try:
         started = time.perf_counter()
-        store.materialize(start, end)
+        store.materialize(*window())
         materialize_s = time.perf_counter() - started
-        reader = OnlineFeatureReader(store, "churn_v1")
-        service = store.get_feature_service("churn_v1")
-        ids = np.arange(1, args.redis_customers + 1)
         out = {
             "customers": args.redis_customers,
             "feast_materialize_s": round(materialize_s, 2),
-            "reader": time_lookups(lambda c: reader.read([c], now), ids, args.lookups),
-            "feast_sdk": time_lookups(
-                lambda c: store.get_online_features(
-                    features=service, entity_rows=[{"customer_id": c, "request_ts": now}]
-                ).to_dict(),
-                ids,
-                min(args.lookups, 2000),
-            ),
+            **lookup_figures(store, args.redis_customers, args.lookups),
         }
         print(
             f"Redis: Feast materialize {args.redis_customers:,} customers {materialize_s:.1f}s; lookup reader {out['reader']}, SDK {out['feast_sdk']}"

@@ -1,7 +1,7 @@
-"""Lakehouse foundation benchmarks (issue: generate + dbt build at scale; code location load).
+"""Lakehouse foundation benchmarks: generate + dbt build at scale (code location load: bench_load.py).
 
     .venv/bin/python benchmarks/bench_lakehouse.py                       # 100k customers, 365 days
-    .venv/bin/python benchmarks/bench_lakehouse.py --customers 20000 100000 1000000 --load-runs 5
+    .venv/bin/python benchmarks/bench_lakehouse.py --customers 20000 100000 1000000
 
 Each scale runs in a fresh data folder under benchmarks/results/ (git-ignored): landing Parquet is
 generated, then `dbt build` (all models and tests) runs on the embedded DuckDB target. Figures are
@@ -26,19 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from mlops_assets.datagen.landing import land_day  # noqa: E402
 from mlops_assets.defs.dbt.project import DBT_EXECUTABLE, DBT_PROJECT_DIR  # noqa: E402
+from mlops_assets.model_config import dbt_vars  # noqa: E402
 from mlops_assets.world import World  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def code_location_load(runs: int) -> list[float]:
-    code = "from mlops_assets.definitions import defs; defs.get_repository_def()"
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True)
-        times.append(time.perf_counter() - started)
-    return times
 
 
 def one_scale(customers: int, days: int) -> dict:
@@ -68,7 +59,7 @@ def one_scale(customers: int, days: int) -> dict:
     }
     started = time.perf_counter()
     proc = subprocess.run(
-        [DBT_EXECUTABLE, "build", "--target", "local"],
+        [DBT_EXECUTABLE, "build", "--target", "local", "--vars", dbt_vars()],
         cwd=DBT_PROJECT_DIR,
         env=env,
         capture_output=True,
@@ -100,20 +91,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, nargs="+", default=[100_000])
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--load-runs", type=int, default=5)
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     report: dict = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "scales": []}
-
-    if args.load_runs:
-        loads = code_location_load(args.load_runs)
-        report["code_location_load_s"] = {
-            "median": round(statistics.median(loads), 2),
-            "min": round(min(loads), 2),
-            "max": round(max(loads), 2),
-            "runs": len(loads),
-        }
-        print(f"code location load: median {statistics.median(loads):.2f}s over {len(loads)} runs")
 
     for customers in args.customers:
         runs = [one_scale(customers, args.days) for _ in range(args.repeats)]

@@ -129,73 +129,109 @@ def main() -> None:
 
     data = RESULTS / "serving_data"
     shutil.rmtree(data, ignore_errors=True)
-    os.environ["MLOPS_DATA_DIR"] = str(data)
-    from bench_features import LAST, gold_table
-    from bench_training import register_champion
+    from mlops_assets.resources import open_resources
+    from mlops_assets.testing import scratch_settings
+    from mlops_assets.world import World
+
+    with scratch_settings(data, World()) as settings, open_resources(settings) as res:
+        report = bench(args, settings, res, data)
+    print(json.dumps(report, indent=2))
+    if report["inference_log_rows"] != report["requests_to_ours"]:
+        print(
+            f"INFERENCE LOG MISMATCH: {report['inference_log_rows']} rows for "
+            f"{report['requests_to_ours']} requests"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with (RESULTS / "serving.jsonl").open("a") as f:
+        f.write(json.dumps(report) + "\n")
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def setup(args, settings, res, data: Path, config):
+    """The online store filled with `args.customers` and an MLflow champion; returns the store,
+    the registry, the champion's version and its input columns."""
 
     from mlops_assets.features.bulk import bulk_materialize
-    from mlops_assets.features.store import apply_feature_repo, feature_store
-    from mlops_assets.lakehouse.catalog import catalog
-    from mlops_assets.model_config import model_configs
-    from mlops_assets.serving.deployment import stop_server
-    from mlops_assets.serving.rollout import deploy
-    from mlops_assets.settings import get_settings
-    from mlops_assets.training.registry import tracking_uri
-
-    get_settings.cache_clear()
-    settings = get_settings()
-    base = model_configs()["churn"]
-    port, naive_port = _free_port(), _free_port()
-    config = base.model_copy(update={"serving": base.serving.model_copy(update={"port": port})})
+    from mlops_assets.features.store import apply_feature_repo
+    from mlops_assets.testing import (
+        SYNTHETIC_LAST,
+        register_synthetic_champion,
+        synthetic_gold_table,
+    )
 
     print(f"setup: {args.customers:,} customers in the online store, one MLflow champion")
-    gold_table(args.customers, 1, settings.gold_dir / "customer_features.parquet")
-    store = feature_store(settings)
+    synthetic_gold_table(args.customers, 1, settings.gold_dir / "customer_features.parquet")
+    store = res.feature_store.store()
     apply_feature_repo(store)
-    start = dt.datetime.combine(LAST.date(), dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
+    start = dt.datetime.combine(SYNTHETIC_LAST, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
     bulk_materialize(store, start, start + dt.timedelta(days=2))
-    version, model = register_champion(settings, config, data / "train_set")
-    columns = list(model.feature_names_in_)
+    registry = res.model_registry.registry()
+    version, model = register_synthetic_champion(registry, config, data / "train_set")
+    return store, registry, version, list(model.feature_names_in_)
 
-    deploy(settings, config, actor="bench", reason="benchmark")
-    naive_log = (data / "mlflow_serve.log").open("wb")
-    naive = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            f"models:/{config.registered_model}/{version}",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(naive_port),
-            "-w",
-            "1",
-        ],
+
+def mlflow_serve(registry, config, version: str, port: int, log: Path) -> subprocess.Popen:
+    """`mlflow models serve` of the champion: the naive path's model server."""
+    bin_dir = Path(sys.executable).parent
+    model = f"models:/{config.registered_model}/{version}"
+    serve = [str(bin_dir / "mlflow"), "models", "serve", "-m", model, "--env-manager", "local"]
+    address = ["-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    return subprocess.Popen(
+        [*serve, *address],
         env={
             **os.environ,
-            "MLFLOW_TRACKING_URI": tracking_uri(settings),
-            # mlflow runs `uvicorn` from PATH
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "MLFLOW_TRACKING_URI": registry.tracking_uri,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # it runs `uvicorn`
         },
-        stdout=naive_log,
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def alternate(args, paths: dict) -> dict[str, tuple[list, list]]:
+    """Each path at the fixed rate, in alternating rounds after a warm-up; latency and service
+    time samples per path."""
+    ids = np.arange(1, args.customers + 1)
+    rng = np.random.default_rng(0)
+    for send in paths.values():
+        run_rate(send, ids, args.rate, 2, rng)
+    samples = {name: ([], []) for name in paths}
+    for _ in range(args.rounds):
+        for name, send in paths.items():
+            latency, busy = run_rate(send, ids, args.rate, args.seconds, rng)
+            samples[name][0].extend(latency)
+            samples[name][1].extend(busy)
+    return samples
+
+
+def bench(args, settings, res, data: Path) -> dict:
+    """Both paths on the scratch data folder's store and registry; the figures."""
+
+    from mlops_assets.lakehouse.tables import INFERENCE_LOG
+    from mlops_assets.model_config import model_configs
+    from mlops_assets.serving.rollout import deploy
+    from mlops_assets.testing import SYNTHETIC_LAST
+
+    base = model_configs()["churn"]
+    port, naive_port = _free_port(), _free_port()
+    config = base.model_copy(update={"serving": base.serving.model_copy(update={"port": port})})
+    store, registry, version, columns = setup(args, settings, res, data, config)
+    deploy(registry, res.deployer, config, actor="bench", reason="benchmark")
+    naive = mlflow_serve(registry, config, version, naive_port, data / "mlflow_serve.log")
+    request_ts = dt.datetime.combine(SYNTHETIC_LAST, dt.time(), tzinfo=dt.UTC) + dt.timedelta(
+        hours=12
+    )
+    sent_ours = 0
     try:
         _wait(naive_port, "/ping")
         ours_client, naive_client = Client(port), Client(naive_port)
         feature_service = store.get_feature_service(config.feature_service)
-        request_ts = LAST.to_pydatetime().replace(tzinfo=dt.UTC) + dt.timedelta(hours=12)
-        sent_ours = 0
 
         def ours(customer: int) -> None:
             nonlocal sent_ours
             body = {"instances": [{"customer_id": customer, "request_ts": request_ts.isoformat()}]}
-            ours_client.post("/v1/models/churn:predict", json.dumps(body))
+            ours_client.post(f"/v1/models/{config.name}:predict", json.dumps(body))
             sent_ours += 1
 
         def naive_path(customer: int) -> None:
@@ -203,33 +239,23 @@ def main() -> None:
                 features=feature_service,
                 entity_rows=[{"customer_id": customer, "request_ts": request_ts}],
             ).to_dict()
-            record = [row[c][0] for c in columns]
-            body = {"dataframe_split": {"columns": columns, "data": [record]}}
+            body = {"dataframe_split": {"columns": columns, "data": [[row[c][0] for c in columns]]}}
             naive_client.post("/invocations", json.dumps(body))
 
-        ids = np.arange(1, args.customers + 1)
-        rng = np.random.default_rng(0)
-        for send in (ours, naive_path):  # warm up both paths
-            run_rate(send, ids, args.rate, 2, rng)
-        samples = {"ours": ([], []), "naive": ([], [])}
-        for _ in range(args.rounds):
-            for name, send in (("ours", ours), ("naive", naive_path)):
-                latency, busy = run_rate(send, ids, args.rate, args.seconds, rng)
-                samples[name][0].extend(latency)
-                samples[name][1].extend(busy)
+        samples = alternate(args, {"ours": ours, "naive": naive_path})
     finally:
         os.killpg(naive.pid, signal.SIGTERM)
         naive.wait(30)
         stopped_at = time.perf_counter()
-        stop_server(settings, config.name)
+        res.deployer.stop(config.name)
         stop_s = time.perf_counter() - stopped_at
 
-    logged = len(
-        catalog(settings)
-        .load_table("predictions.churn_online")
-        .scan(selected_fields=("request_id",))
-        .to_arrow()
-    )
+    logged = res.lakehouse.catalog().load_table(INFERENCE_LOG.name(config.name))
+    logged = len(logged.scan(selected_fields=("request_id",)).to_arrow())
+    return figures(args, samples, logged, sent_ours, stop_s)
+
+
+def figures(args, samples, logged: int, sent_ours: int, stop_s: float) -> dict:
     report = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "customers": args.customers,
@@ -249,13 +275,7 @@ def main() -> None:
     report["service_p99_ratio_naive_over_ours"] = round(
         report["naive_service_time"]["p99_ms"] / report["ours_service_time"]["p99_ms"], 2
     )
-    print(json.dumps(report, indent=2))
-    if logged != sent_ours:
-        print(f"INFERENCE LOG MISMATCH: {logged} rows for {sent_ours} requests")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with (RESULTS / "serving.jsonl").open("a") as f:
-        f.write(json.dumps(report) + "\n")
-    shutil.rmtree(data, ignore_errors=True)
+    return report
 
 
 if __name__ == "__main__":

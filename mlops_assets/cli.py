@@ -1,8 +1,9 @@
-"""`mlops`: the project's commands. Heavy imports happen inside each command."""
+"""`mlops`: the project's commands. Each parses its arguments and calls the library with the
+environment's resources (`mlops_assets.resources.open_resources`); heavy imports happen inside the
+commands. A command naming no model works on the only configured one."""
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from pathlib import Path
 
@@ -13,14 +14,29 @@ from mlops_assets.settings import PROJECT_ROOT, get_settings
 app = typer.Typer(
     help="Lakehouse MLOps: the model lifecycle as one Dagster asset graph.", no_args_is_help=True
 )
+MODEL = typer.Argument(None, help="A model config's name (default: the only one configured).")
 
 
 def _echo(step: str, message: str) -> None:
-    import sys
-
     typer.secho(f"[{step}] ", fg=typer.colors.CYAN, nl=False)
     typer.echo(message)
-    sys.stdout.flush()  # progress shows as it happens, also when piped
+
+
+def _fail(message: str) -> int:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return 1
+
+
+def _model_config(model: str | None):
+    from mlops_assets.model_config import model_configs
+
+    configs = model_configs()
+    if model is None and len(configs) == 1:
+        return next(iter(configs.values()))
+    if model not in configs:
+        asked = f"unknown model {model!r}" if model else "name a model"
+        raise typer.Exit(_fail(f"{asked}; configured: {sorted(configs)}"))
+    return configs[model]
 
 
 @app.command()
@@ -51,27 +67,14 @@ def generate(
     days: int = typer.Option(None, help="Landing days from the world's first day (default: all)."),
 ) -> None:
     """Write landing Parquet for the world's days, without Dagster (the landing assets do the same)."""
-    from mlops_assets.datagen.landing import land_day
+    from mlops_assets.datagen.landing import land_days
     from mlops_assets.world import ensure_world
 
     settings = get_settings()
-    world = ensure_world(settings.data_dir)
-    n_days = min(days or world.days, world.days)
     started = time.perf_counter()
-    totals: dict[str, int] = {}
-    for i in range(n_days):
-        day = world.start_date + dt.timedelta(days=i)
-        for table, (_, rows) in land_day(world, settings.landing, day).items():
-            totals[table] = totals.get(table, 0) + rows
-    _echo(
-        "generate",
-        f"{n_days} days into {settings.landing} in {time.perf_counter() - started:.1f}s: {totals}",
-    )
-
-
-def _fail(message: str) -> int:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return 1
+    totals = land_days(ensure_world(settings.data_dir), settings.landing, days)
+    took = time.perf_counter() - started
+    _echo("generate", f"into {settings.landing} in {took:.1f}s: {totals}")
 
 
 @app.command()
@@ -97,38 +100,30 @@ def demo(
 
 
 @app.command()
-def status(model: str = typer.Argument("churn")) -> None:
+def status(model: str = MODEL) -> None:
     """What serves, at what split, and the latest monitoring state."""
-    from mlops_assets.monitoring.monitors import read_table
+    from mlops_assets.monitoring.results import read_table
+    from mlops_assets.resources import open_resources
     from mlops_assets.serving.rollout import status as rollout_status
 
     config = _model_config(model)
-    settings = get_settings()
-    state = rollout_status(settings, config)
+    with open_resources() as res:
+        state = rollout_status(res.model_registry.registry(), res.deployer, config)
+        table = read_table(res.lakehouse.catalog(), config)
     aliases = ", ".join(f"{k}=v{v}" for k, v in state["aliases"].items() if v) or "none"
-    _echo("registry", f"{model}: {aliases}")
+    _echo("registry", f"{config.name}: {aliases}")
     split = ", ".join(f"v{v}: {p}%" for v, p in state["split"].items()) or "nothing deployed"
     server = state["server"]
-    _echo(
-        "serving",
-        f"{split}; "
-        + (
-            f"server {server['endpoint']} (pid {server['pid']})"
-            if server
-            else "no local server running"
-        ),
-    )
-    table = read_table(settings, config)
+    where = f"server {server['endpoint']} (pid {server['pid']})" if server else None
+    _echo("serving", f"{split}; {where or 'no local server running'}")
     status_rows = table[table["metric"] == "status"]
     if status_rows.empty:
         _echo("monitoring", "no monitoring results yet")
     for monitor, group in status_rows.sort_values("day").groupby("monitor"):
         last = group.iloc[-1]
         failed = int(group["breached"].sum())
-        _echo(
-            "monitoring",
-            f"{monitor}: last day {last['day']} {last['detail']}; {failed} failed day(s) in {len(group)}",
-        )
+        summary = f"last day {last['day']} {last['detail']}; {failed} failed day(s) in {len(group)}"
+        _echo("monitoring", f"{monitor}: {summary}")
 
 
 dataset_app = typer.Typer(help="Versioned training sets (Feast + DVC).", no_args_is_help=True)
@@ -136,16 +131,29 @@ app.add_typer(dataset_app, name="dataset")
 
 
 @dataset_app.command("build")
-def dataset_build(service: str = typer.Option("churn_v1", help="Feast feature service.")) -> None:
+def dataset_build(
+    service: str = typer.Option(..., help="A model's Feast feature service."),
+) -> None:
     """Write the point-in-time training set of a feature service (the dvc.yaml stage's command)."""
-    from mlops_assets.datasets.training_set import DatasetError, build_training_set, load_labels
-    from mlops_assets.features.store import feature_store
+    from mlops_assets.datasets.training_set import (
+        DatasetError,
+        Labels,
+        build_training_set,
+        load_labels,
+    )
+    from mlops_assets.datasets.versioning import datasets_dir
+    from mlops_assets.model_config import model_configs
+    from mlops_assets.resources import open_resources
 
-    settings = get_settings()
+    configs = {c.feature_service: c for c in model_configs().values()}
+    if service not in configs:
+        raise typer.Exit(_fail(f"no model uses feature service {service!r}: {sorted(configs)}"))
+    spec = Labels.of(configs[service])
+    out = datasets_dir(get_settings()) / service
     try:
-        summary = build_training_set(
-            feature_store(settings), service, load_labels(settings), settings.datasets_dir / service
-        )
+        with open_resources() as res:
+            labels = load_labels(res.warehouse, spec)
+            summary = build_training_set(res.feature_store.store(), spec, labels, out)
     except DatasetError as err:
         raise typer.Exit(_fail(str(err))) from None
     _echo("dataset", f"{service}: {summary.rows} rows in {summary.path}")
@@ -157,10 +165,10 @@ def dataset_pull(
     out: Path = typer.Option(None, help="Where to put it (default: datasets/<md5>)."),
 ) -> None:
     """Fetch an exact dataset version from the DVC remote, verifying every object."""
-    from mlops_assets.datasets.versioning import VersioningError, pull
+    from mlops_assets.datasets.versioning import VersioningError, datasets_dir, pull
 
     settings = get_settings()
-    dest = out or settings.datasets_dir / md5.removesuffix(".dir")
+    dest = out or datasets_dir(settings) / md5.removesuffix(".dir")
     try:
         path = pull(settings, md5, dest)
     except VersioningError as err:
@@ -175,64 +183,50 @@ app.add_typer(pipeline_app, name="pipeline")
 @pipeline_app.command("compile")
 def pipeline_compile(
     out: Path = typer.Option(
-        PROJECT_ROOT / "build" / "training_pipeline.yaml", help="Output YAML."
+        PROJECT_ROOT / "kubeflow" / "training_pipeline.yaml", help="Output YAML."
     ),
 ) -> None:
-    """Compile the training pipeline to KFP v2 YAML (a build output, never committed)."""
-    from kfp import compiler
+    """Compile the training pipeline to KFP v2 YAML (kubeflow/training_pipeline.yaml is committed;
+    a test keeps it equal to what the source compiles to)."""
+    from mlops_assets.pipelines.training_pipeline import compile_pipeline
 
-    from mlops_assets.pipelines.training_pipeline import training_pipeline
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(training_pipeline, str(out))
+    compile_pipeline(out)
     _echo("pipeline", f"compiled to {out}")
-
-
-def _model_config(model: str):
-    from mlops_assets.model_config import model_configs
-
-    configs = model_configs()
-    if model not in configs:
-        raise typer.Exit(_fail(f"unknown model {model!r}; configured: {sorted(configs)}"))
-    return configs[model]
 
 
 @app.command()
 def serve(
-    model: str = typer.Argument("churn"),
+    model: str = MODEL,
     version: str = typer.Option(None, help="Serve this registered version only (prod pods)."),
     host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(None, help="Default: the model config's serving.port."),
+    port: int = typer.Option(None, help="Default: MLOPS_SERVING_PORT, else serving.port."),
 ) -> None:
     """Run the KServe model server in the foreground (`mlops deploy` starts it in the background)."""
-    import sys
-
-    from mlops_assets.serving.server import main
+    from mlops_assets.resources import open_resources
+    from mlops_assets.serving.server import serve as serve_model
 
     config = _model_config(model)
-    port = port or get_settings().serving_port or config.serving.port
-    argv = ["--model", model, "--host", host, "--port", str(port)]
-    sys.argv = sys.argv[:1]
-    raise typer.Exit(main(argv + (["--version", version] if version else [])))
+    settings = get_settings()
+    port = port or settings.serving_port or config.serving.port
+    with open_resources(settings) as resources:
+        code = serve_model(resources, settings.data_dir, config, host, port, version)
+    raise typer.Exit(code)
 
 
-@app.command()
-def deploy(
-    model: str = typer.Argument("churn"),
-    reason: str = typer.Option("manual deploy", help="Recorded in the decision log."),
-) -> None:
-    """Serve the registry's champion (and challenger as a canary): local server or InferenceService."""
+def _rollout(action: str, model: str | None, reason: str) -> dict:
+    """deploy | promote | rollback, with the registry and the deployer of this environment."""
+    from mlops_assets.resources import open_resources
+    from mlops_assets.serving import rollout
     from mlops_assets.serving.deployment import DeploymentError
-    from mlops_assets.serving.rollout import RolloutError
-    from mlops_assets.serving.rollout import deploy as deploy_model
 
+    config = _model_config(model)
+    operation = getattr(rollout, action)
     try:
-        result = deploy_model(get_settings(), _model_config(model), actor="cli", reason=reason)
-    except (DeploymentError, RolloutError) as err:
+        with open_resources() as res:
+            registry = res.model_registry.registry()
+            return operation(registry, res.deployer, config, actor="cli", reason=reason)
+    except (DeploymentError, rollout.RolloutError) as err:
         raise typer.Exit(_fail(str(err))) from None
-    _echo("deploy", f"{model}: {_split(result)}")
-    if "endpoint" in result:
-        _echo("deploy", f"serving at {result['endpoint']} (pid {result['pid']})")
 
 
 def _split(result: dict) -> str:
@@ -244,53 +238,48 @@ def _split(result: dict) -> str:
 
 
 @app.command()
+def deploy(
+    model: str = MODEL,
+    reason: str = typer.Option("manual deploy", help="Recorded in the decision log."),
+) -> None:
+    """Serve the registry's champion (and challenger as a canary): local server or InferenceService."""
+    result = _rollout("deploy", model, reason)
+    _echo("deploy", _split(result))
+    if "endpoint" in result:
+        _echo("deploy", f"serving at {result['endpoint']} (pid {result['pid']})")
+
+
+@app.command()
 def promote(
-    model: str = typer.Argument("churn"),
+    model: str = MODEL,
     reason: str = typer.Option("manual promotion", help="Recorded in the decision log."),
 ) -> None:
     """The challenger becomes champion and takes all traffic (aliases and traffic move together)."""
-    from mlops_assets.serving.deployment import DeploymentError
-    from mlops_assets.serving.rollout import RolloutError
-    from mlops_assets.serving.rollout import promote as promote_model
-
-    try:
-        result = promote_model(get_settings(), _model_config(model), actor="cli", reason=reason)
-    except (DeploymentError, RolloutError) as err:
-        raise typer.Exit(_fail(str(err))) from None
-    _echo(
-        "promote",
-        f"{model}: champion v{result['champion']} (was v{result['previous_champion']}); {_split(result)}",
-    )
+    result = _rollout("promote", model, reason)
+    was = result["previous_champion"]
+    _echo("promote", f"champion v{result['champion']} (was v{was}); {_split(result)}")
 
 
 @app.command()
 def rollback(
-    model: str = typer.Argument("churn"),
+    model: str = MODEL,
     reason: str = typer.Option("manual rollback", help="Recorded in the decision log."),
 ) -> None:
     """Drop a running canary, or restore the previous champion."""
-    from mlops_assets.serving.deployment import DeploymentError
-    from mlops_assets.serving.rollout import RolloutError
-    from mlops_assets.serving.rollout import rollback as rollback_model
-
-    try:
-        result = rollback_model(get_settings(), _model_config(model), actor="cli", reason=reason)
-    except (DeploymentError, RolloutError) as err:
-        raise typer.Exit(_fail(str(err))) from None
-    _echo(
-        "rollback",
-        f"{model}: rolled back v{result['rolled_back']}; champion v{result['champion']}; {_split(result)}",
-    )
+    result = _rollout("rollback", model, reason)
+    rolled, champion = result["rolled_back"], result["champion"]
+    _echo("rollback", f"rolled back v{rolled}; champion v{champion}; {_split(result)}")
 
 
 @app.command()
-def stop(model: str = typer.Argument("churn")) -> None:
+def stop(model: str = MODEL) -> None:
     """Stop the local model server (it drains requests and flushes the inference log first)."""
-    from mlops_assets.serving.deployment import stop_server
+    from mlops_assets.resources import open_resources
 
-    _echo(
-        "stop", f"{model}: {'stopped' if stop_server(get_settings(), model) else 'was not running'}"
-    )
+    config = _model_config(model)
+    with open_resources() as res:
+        stopped = res.deployer.stop(config.name)
+    _echo("stop", f"{config.name}: {'stopped' if stopped else 'was not running'}")
 
 
 @app.command()
@@ -299,13 +288,15 @@ def sql(
     file: Path = typer.Option(None, "--file", "-f", help="A .sql file with one Trino SQL query."),
 ) -> None:
     """Run analyst SQL (Trino dialect): on Trino in prod, on DuckDB over the same Iceberg tables here."""
-    from mlops_assets.lakehouse.sql import QueryError, run_sql
+    from mlops_assets.lakehouse.sql import QueryError
+    from mlops_assets.resources import open_resources
 
     if (query is None) == (file is None):
         raise typer.Exit(_fail("give a query or --file, not both"))
     text = file.read_text() if file else query
     try:
-        frame = run_sql(get_settings(), text)
+        with open_resources() as res:
+            frame = res.warehouse.analyst_sql(text)
     except QueryError as err:
         raise typer.Exit(_fail(str(err))) from None
     typer.echo(frame.to_string(index=False))

@@ -109,9 +109,6 @@ class ServingConfig(BaseModel):
     log_flush_seconds: float = Field(1.0, gt=0)
     # Seconds a (re)deployment may take to become ready before the old version is kept.
     ready_timeout_seconds: float = Field(120, gt=0)
-    # prod: the InferenceService's namespace and the predictor image (runs `mlops serve`).
-    namespace: str = "mlops"
-    image: str = "ghcr.io/mlops-lakehouse/mlops-assets:latest"
 
 
 class MonitoringConfig(BaseModel):
@@ -152,7 +149,14 @@ class ModelConfig(BaseModel):
     name: str
     registered_model: str
     feature_service: str
-    label: str = "churned"
+    # The labels: a warehouse table with the entity key, `event_timestamp` (the as-of time),
+    # `label_available_at` and the 0/1 label column.
+    label_table: str
+    entity: str = "customer_id"
+    label: str
+    # Days after a prediction's as-of time until its label is known (dbt builds the labels with
+    # the same window: var `<name>_label_window_days`).
+    label_window_days: int = Field(30, ge=1)
     algorithm: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
     params: GradientBoostingParams = GradientBoostingParams()
     tuning: Tuning = Tuning()
@@ -172,3 +176,11 @@ def load_config(path: Path) -> ModelConfig:
 def model_configs() -> dict[str, ModelConfig]:
     configs = [load_config(p) for p in sorted(CONFIG_DIR.glob("*.yaml"))]
     return {c.name: c for c in configs}
+
+
+def dbt_vars() -> str:
+    """What dbt needs from the model configs (each model's label window), for `--vars`."""
+    import json
+
+    values = {f"{c.name}_label_window_days": c.label_window_days for c in model_configs().values()}
+    return json.dumps(values, sort_keys=True)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 # The repository root: dbt_project/, feature_repo/ and data/ sit beside this package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The Kubernetes secret every production pod and pipeline step reads (MLflow, S3, Trino, Redis).
+SECRET_NAME = "mlops-secrets"
 
 
 class Environment(StrEnum):
@@ -61,6 +63,8 @@ class Settings(BaseSettings):
     # and second worlds never touch the tracked dvc.lock or datasets/.
     dvc_root: Path = PROJECT_ROOT
     dvc_s3_url: str | None = None
+    # The DVC remote datasets are pushed to (default: `s3` in prod, the local folder elsewhere).
+    dvc_remote: str | None = None
     # MLflow: SQLite + data/mlflow/artifacts unless set (prod: PostgreSQL URL or server, S3 root).
     mlflow_tracking_uri: str | None = None
     mlflow_artifact_root: str | None = None
@@ -73,6 +77,11 @@ class Settings(BaseSettings):
     kfp_host: str | None = None
     # The local model server's port (default: the model config's serving.port).
     serving_port: int | None = Field(default=None, ge=1024, le=65535)
+    # prod: the project image (pipeline steps and the predictor run it) and the namespace.
+    image: str = "ghcr.io/lakehouse-mlops/mlops:0.1.0"
+    namespace: str = "mlops"
+    # prod: the S3 endpoint of the lake, when it is not AWS (the Iceberg REST catalog's files).
+    s3_endpoint: str | None = None
 
     @model_validator(mode="after")
     def _dvc_root_follows_the_data_folder(self) -> Settings:
@@ -81,6 +90,10 @@ class Settings(BaseSettings):
         ):
             self.dvc_root = self.data_dir.resolve()
         return self
+
+    @property
+    def dvc_remote_name(self) -> str:
+        return self.dvc_remote or ("s3" if self.env is Environment.PROD else "local")
 
     @property
     def landing(self) -> str:
@@ -117,6 +130,14 @@ class Settings(BaseSettings):
         from mlops_assets.world import load_world
 
         return load_world(self.data_dir)
+
+    def partition_days(self) -> tuple[str, str | None]:
+        """First and last day of the daily partitions: from the world's first day; on the
+        embedded profile to the simulated world's last (nothing shows as missing that can never
+        exist), in production open-ended (to today)."""
+        world = self.world()
+        end = None if self.env is Environment.PROD else world.end_date.isoformat()
+        return world.start_date.isoformat(), end
 
     def dbt_env(self) -> dict[str, str]:
         """The variables dbt's profiles.yml and sources read; dbt runs as a subprocess."""

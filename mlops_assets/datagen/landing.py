@@ -135,3 +135,16 @@ def land_day(cfg: World, root: str, day: dt.date) -> dict[str, tuple[str, int]]:
         data = gen.table(table)
         written[table] = (write_partition(root, table, day, data), data.num_rows)
     return written
+
+
+def land_days(world: World, root: str, days: int | None = None) -> dict[str, int]:
+    """Land the world's first `days` days (all by default); rows per table."""
+    import datetime as dt
+
+    totals: dict[str, int] = {}
+    for i in range(min(days or world.days, world.days)):
+        for table, (_, rows) in land_day(
+            world, root, world.start_date + dt.timedelta(days=i)
+        ).items():
+            totals[table] = totals.get(table, 0) + rows
+    return totals

@@ -151,17 +151,7 @@ def build_population(cfg: World) -> Population:
         -4.9 - 0.7 * engagement + 0.05 * friction + 3.5 * discount_p - 0.4 * premium
     )
 
-    # Piecewise-constant hazard: solve H(t) = E for the churn time, E ~ Exp(1).
-    exposure = rng.exponential(1.0, n)
-    con_day = cfg.drift_index(cfg.concept_drift_from)
-    pre_span = np.clip(con_day - signup_day, 0, None)
-    churn_in_pre = exposure < hazard_pre * pre_span
-    with np.errstate(invalid="ignore"):  # the unused branch is inf - inf without concept drift
-        lifetime = np.where(
-            churn_in_pre,
-            exposure / hazard_pre,
-            pre_span + (exposure - hazard_pre * pre_span) / hazard_post,
-        )
+    lifetime = _lifetimes(cfg, rng, signup_day, hazard_pre, hazard_post)
     return Population(
         signup_day=signup_day,
         signup_second=rng.integers(0, 86_400, n),
@@ -176,6 +166,27 @@ def build_population(cfg: World) -> Population:
         discount_p=discount_p,
         ticket_rate=ticket_rate,
     )
+
+
+def _lifetimes(
+    cfg: World,
+    rng: np.random.Generator,
+    signup_day: np.ndarray,
+    hazard_pre: np.ndarray,
+    hazard_post: np.ndarray,
+) -> np.ndarray:
+    """Days from signup to churn under a hazard that switches at the concept drift: solve
+    H(t) = E for the churn time, E ~ Exp(1), with H piecewise linear."""
+    exposure = rng.exponential(1.0, len(signup_day))
+    con_day = cfg.drift_index(cfg.concept_drift_from)
+    pre_span = np.clip(con_day - signup_day, 0, None)
+    churn_in_pre = exposure < hazard_pre * pre_span
+    with np.errstate(invalid="ignore"):  # the unused branch is inf - inf without concept drift
+        return np.where(
+            churn_in_pre,
+            exposure / hazard_pre,
+            pre_span + (exposure - hazard_pre * pre_span) / hazard_post,
+        )
 
 
 @lru_cache(maxsize=4)

@@ -23,9 +23,19 @@ from pathlib import Path
 
 import yaml
 
-from mlops_assets.settings import PROJECT_ROOT, Environment, Settings
+from mlops_assets.settings import PROJECT_ROOT, Settings
 
-STAGES = {"churn_v1": "churn_v1_dataset"}
+
+def stage_for(service: str) -> str:
+    """The dvc.yaml stage that builds a feature service's training set (a naming convention)."""
+    return f"{service}_dataset"
+
+
+def _stages(root: Path) -> list[str]:
+    path = root / "dvc.yaml"
+    return sorted(yaml.safe_load(path.read_text()).get("stages", {})) if path.exists() else []
+
+
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 GENERATED = "Generated from {source} for this data folder (mlops_assets/datasets/versioning.py)."
 
@@ -63,12 +73,7 @@ def _is_default_data_dir(settings: Settings) -> bool:
 
 def dvc_root(settings: Settings) -> Path:
     """The DVC project that versions this data folder's training sets (see the module doc)."""
-    explicit = "dvc_root" in settings.model_fields_set
-    if explicit or settings.dvc_root.resolve() != PROJECT_ROOT.resolve():
-        return settings.dvc_root.resolve()
-    if _is_default_data_dir(settings):
-        return PROJECT_ROOT
-    return settings.data_dir.resolve()
+    return settings.dvc_root.resolve()
 
 
 def datasets_dir(settings: Settings) -> Path:
@@ -183,7 +188,7 @@ def _configure(settings: Settings) -> Path:
         remotes.setdefault("local", {})["url"] = str(settings.data_dir.resolve() / "dvc" / "remote")
         if settings.dvc_s3_url:
             remotes.setdefault("s3", {})["url"] = settings.dvc_s3_url
-        local["core"]["remote"] = "s3" if settings.env is Environment.PROD else "local"
+        local["core"]["remote"] = settings.dvc_remote_name
     return root
 
 
@@ -199,12 +204,13 @@ def commit_and_push(settings: Settings, service: str) -> DatasetVersion:
     """Record the dataset just written for `service` in dvc.lock, cache it and push it."""
     from dvc.repo import Repo
 
-    stage_name = STAGES.get(service)
-    if stage_name is None:
-        raise VersioningError(
-            f"no dvc.yaml stage for feature service {service!r}; known: {sorted(STAGES)}"
-        )
     root = _configure(settings)
+    stage_name = stage_for(service)
+    if stage_name not in _stages(root):
+        raise VersioningError(
+            f"no dvc.yaml stage {stage_name!r} for feature service {service!r} in {root}; "
+            f"known: {_stages(root)}"
+        )
     # DVC resolves targets against the working directory, as its CLI does.
     with contextlib.chdir(root), Repo(str(root)) as repo:
         repo.commit(stage_name, force=True)
@@ -213,7 +219,7 @@ def commit_and_push(settings: Settings, service: str) -> DatasetVersion:
 
 
 def current_version(settings: Settings, service: str) -> DatasetVersion:
-    stage_name = STAGES[service]
+    stage_name = stage_for(service)
     root = dvc_root(settings)
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     out = lock["stages"][stage_name]["outs"][0]

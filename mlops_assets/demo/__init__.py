@@ -8,12 +8,16 @@ unless asked to keep it, any step still running on Ctrl-C).
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mlops_assets.demo.runs import PLANNED_EVENTS
+
 if TYPE_CHECKING:
+    from mlops_assets.model_config import ModelConfig
     from mlops_assets.settings import Settings
     from mlops_assets.world import World
 
@@ -28,6 +32,7 @@ class DemoOptions:
     drift_day: int | None = None
     no_drift: bool = False
     keep_serving: bool = False
+    model: str | None = None  # the model whose story is told (default: the only one configured)
 
 
 def prepare_world(settings: Settings, options: DemoOptions) -> tuple[World, bool]:
@@ -58,33 +63,49 @@ def prepare_world(settings: Settings, options: DemoOptions) -> tuple[World, bool
 
 def run_demo(options: DemoOptions) -> int:
     """Returns the exit code: 0 when the story ran to its end, 1 on a failure, 130 on Ctrl-C."""
-    from mlops_assets.demo import runs
-    from mlops_assets.demo.console import DemoConsole
     from mlops_assets.demo.plan import Plan
-    from mlops_assets.demo.steps import Demo
-    from mlops_assets.demo.timeline import Timeline, save_report, write_timeline
-    from mlops_assets.model_config import model_configs
-    from mlops_assets.serving.deployment import stop_server
+    from mlops_assets.resources import open_resources
     from mlops_assets.settings import get_settings
 
     settings = get_settings()
     world, changed = prepare_world(settings, options)
-    config = model_configs()["churn"]
-    plan = Plan(world, label_window_days=30).check()
+    config = _demo_model(options.model)
+    plan = Plan(world, label_window_days=config.label_window_days).check()
     # A SIGTERM stops the demo like Ctrl-C does: through the clean-up below.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    demo = Demo(settings, plan, config, out=None, timeline=Timeline())  # type: ignore[arg-type]
+    os.environ.update(PLANNED_EVENTS)
+    with open_resources(settings) as res:
+        return _run(settings, plan, config, res, options, changed)
+
+
+def _demo_model(name: str | None) -> ModelConfig:
+    from mlops_assets.model_config import model_configs
+
+    configs = model_configs()
+    if name is None and len(configs) == 1:
+        return next(iter(configs.values()))
+    if name not in configs:
+        raise ValueError(f"the demo needs a model: one of {sorted(configs)} (--model)")
+    return configs[name]
+
+
+def _run(settings, plan, config, res, options: DemoOptions, changed: bool) -> int:
+    from mlops_assets.demo import runs
+    from mlops_assets.demo.console import DemoConsole
+    from mlops_assets.demo.steps import Demo
+    from mlops_assets.demo.timeline import Timeline, save_report, write_timeline
+
+    demo = Demo(settings, plan, config, out=None, timeline=Timeline(), res=res)  # type: ignore[arg-type]
     code = 0
     with DemoConsole(settings.data_dir / "logs") as out:
         demo.out = out
         out.line(f"[bold]mlops demo[/] · profile {settings.env.value} · data {settings.data_dir}")
-        out.line(f"world: {world.describe()}" + (" (new: data regenerated)" if changed else ""))
+        world = plan.world.describe() + (" (new: data regenerated)" if changed else "")
+        out.line(f"world: {world}")
         try:
             _stages(demo)
         except KeyboardInterrupt:
-            signal.signal(
-                signal.SIGINT, signal.SIG_IGN
-            )  # a second Ctrl-C must not cut the clean-up
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut clean-up
             out.error("interrupted; stopping what the demo started")
             runs.stop_children()
             code = 130
@@ -95,12 +116,12 @@ def run_demo(options: DemoOptions) -> int:
             if demo.daemon is not None:
                 runs.stop_daemon(demo.daemon)
             if code or not options.keep_serving:
-                stop_server(settings, config.name)
+                res.deployer.stop(config.name)
         if code == 0:
-            _report(demo, write_timeline(settings, demo.timeline), options.keep_serving)
+            _report(demo, write_timeline(res.lakehouse.catalog(), demo.timeline), options)
             demo.timings.update({f"{k}_s": v for k, v in out.durations.items()})
             demo.timings["total_s"] = round(out.elapsed(), 1)
-            save_report(settings, demo.timings)
+            save_report(settings.data_dir, demo.timings)
         out.line(f"log: {out.log_path}")
     return code
 
@@ -128,16 +149,19 @@ def _stages(demo) -> None:
             s.figure = demo.canary(s)
 
 
-def _report(demo, table: str, keep_serving: bool) -> None:
+def _report(demo, table: str, options: DemoOptions) -> None:
     out = demo.out
     out.line(f'timeline ([bold]mlops sql "select * from iceberg.{table} order by occurred_at"[/]):')
     for event in demo.timeline.events:
         day = f" (data day {event['data_day']})" if event["data_day"] else ""
         version = f" v{event['model_version']}" if event["model_version"] else ""
-        out.line(
-            f"  {event['at']:%H:%M:%S} {event['event']}{version}{day}: {event['detail'][:110]}"
-        )
-    serving = "model server kept running (`mlops stop`)" if keep_serving else "model server stopped"
+        when = f"{event['occurred_at']:%H:%M:%S}"
+        out.line(f"  {when} {event['event']}{version}{day}: {event['detail'][:110]}")
+    serving = (
+        "model server kept running (`mlops stop`)"
+        if options.keep_serving
+        else "model server stopped"
+    )
     out.line(
         f"[bold]done[/] in {out.elapsed():.0f}s; {serving}. `mlops status` shows the state; "
         "`make dev` opens the UI."

@@ -4,8 +4,8 @@ runs the daemon's sensors launch."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops_assets.defs.tags import TRIGGER_TAG
 from mlops_assets.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -40,9 +41,9 @@ def run_job(
     """Run a job of the code location in this process; the stage's bar follows its steps."""
     import dagster as dg
 
-    from mlops_assets.definitions import defs
+    from mlops_assets.definitions import load
 
-    job = defs.resolve_job_def(name)
+    job = load().resolve_job_def(name)
     keys = list(job.asset_layer.selected_asset_keys)
     if exclude:
         skip = {dg.AssetKey(k) for k in exclude}
@@ -58,7 +59,7 @@ def run_job(
             instance=instance,
             asset_selection=keys if exclude else None,
             run_id=run_id,
-            tags={"mlops/trigger": "mlops demo", **(tags or {})},
+            tags={TRIGGER_TAG: "mlops demo", **(tags or {})},
             run_config={
                 "loggers": {"console": {"config": {"log_level": "WARNING"}}},
                 **(run_config or {}),
@@ -70,20 +71,26 @@ def run_job(
         watcher.join(2)
     if not result.success:
         failed = [e for e in result.all_events if e.is_step_failure]
-        # Dagster turns Ctrl-C inside a step into a failed (interrupted) run: it is still Ctrl-C.
-        if (
-            any(
-                e.step_failure_data.error
-                and "Interrupt" in (e.step_failure_data.error.cls_name or "")
-                for e in failed
-            )
-            or instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
+        # Dagster turns Ctrl-C inside a step (or while it sets up resources) into a failed,
+        # interrupted run: it is still Ctrl-C.
+        if _interrupted(result) or (
+            instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
         ):
             raise KeyboardInterrupt
         why = failed[0].step_failure_data.error.message.strip() if failed else "run failed"
         steps = ", ".join(e.step_key for e in failed)
         raise RunFailed(f"run {run_id} of {name} failed at {steps or '?'}: {why.splitlines()[-1]}")
     return run_id
+
+
+def _interrupted(result: Any) -> bool:
+    """Whether a step or the run itself failed with Dagster's interrupt error."""
+    for event in result.all_events:
+        if event.is_step_failure or event.is_run_failure:
+            error = getattr(event.event_specific_data, "error", None)
+            if error is not None and "Interrupt" in (error.cls_name or ""):
+                return True
+    return False
 
 
 def _follow_steps(instance: Any, run_id: str, stage: Stage, stop: threading.Event) -> None:
@@ -144,8 +151,6 @@ def ensure_dagster_home(settings: Settings) -> Path:
     same instance `make dev` opens."""
     import shutil
 
-    for key, value in PLANNED_EVENTS.items():
-        os.environ.setdefault(key, value)
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
@@ -181,27 +186,10 @@ def start_daemon(home: Path, log_path: Path) -> subprocess.Popen:
 
 
 def stop_daemon(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    with _suppress_lookup():
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        with _suppress_lookup():
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-    # Runs launched by the daemon's code server may have left its process group alive.
-    with _suppress_lookup():
-        os.killpg(process.pid, signal.SIGKILL)
+    """The daemon and the runs its code server launched (they may outlive it in its group)."""
+    from mlops_assets.processes import stop_process_group
 
-
-class _suppress_lookup:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, *_: Any) -> bool:
-        return kind is not None and issubclass(kind, ProcessLookupError | PermissionError)
+    stop_process_group(process)
 
 
 def stop_children() -> None:
@@ -216,12 +204,13 @@ def stop_children() -> None:
         # start another one at exit, which then prints a traceback about what it never saw.
         if "resource_tracker" not in " ".join(_cmdline(child))
     ]
+    gone = (ProcessLookupError, PermissionError, psutil.NoSuchProcess)
     for child in children:
-        with _suppress_lookup():
+        with contextlib.suppress(*gone):
             child.terminate()
     _, alive = psutil.wait_procs(children, timeout=10)
     for child in alive:
-        with _suppress_lookup():
+        with contextlib.suppress(*gone):
             child.kill()
 
 

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlops_assets.defs.keys import retrain_job_name, retrain_sensor_name
+from mlops_assets.defs.tags import TRIGGER_TAG
 from mlops_assets.demo import runs
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from mlops_assets.demo.timeline import Timeline
     from mlops_assets.model_config import ModelConfig
     from mlops_assets.settings import Settings
+    from mlops_assets.training.registry import Registry
 
 SENSOR_TIMEOUT_S = 900  # generous: a slow machine must not fail the story, only make it slow
 CANARY_TIMEOUT_S = 600
@@ -47,6 +50,7 @@ class Demo:
     config: ModelConfig
     out: DemoConsole
     timeline: Timeline
+    res: Any  # the environment's resources (mlops_assets.resources.open_resources)
     home: Path | None = None
     instance: Any = None
     daemon: subprocess.Popen | None = None
@@ -55,25 +59,28 @@ class Demo:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    @property
+    def registry(self) -> Registry:
+        return self.res.model_registry.registry()
+
     def alias(self, alias: str) -> str | None:
         from mlops_assets.training.registry import alias_version, client
 
-        return alias_version(client(self.settings), self.config.registered_model, alias)
+        return alias_version(client(self.registry), self.config.registered_model, alias)
 
     def test_auc(self, version: str) -> float:
         from mlops_assets.training.registry import client
 
-        mlflow_client = client(self.settings)
+        mlflow_client = client(self.registry)
         run_id = mlflow_client.get_model_version(self.config.registered_model, version).run_id
         return mlflow_client.get_run(run_id).data.metrics.get("model_test_roc_auc", float("nan"))
 
     def serving_line(self) -> str:
-        from mlops_assets.serving.deployment import server_state
         from mlops_assets.serving.rollout import current_spec
 
-        spec = current_spec(self.settings, self.config)
+        spec = current_spec(self.registry, self.config)
         split = ", ".join(f"v{v} {p}%" for v, p in (spec.split() if spec else {}).items())
-        state = server_state(self.settings, self.config.name)
+        state = self.res.deployer.state(self.config.name)
         return f"serving {split or 'nothing'} at {state['endpoint'] if state else 'no server'}"
 
     # -- stages ------------------------------------------------------------------------------
@@ -87,7 +94,7 @@ class Demo:
         from mlops_assets.demo.timeline import reset
         from mlops_assets.training.registry import client
 
-        reset(self.settings)
+        reset(self.settings.data_dir)
         self.home = runs.ensure_dagster_home(self.settings)
         stage.update(detail="dbt parse, Dagster and MLflow storage")
         with ThreadPoolExecutor(2) as pool:
@@ -96,7 +103,7 @@ class Demo:
             # Create the instance's storages before the daemon starts (two processes creating them
             # at once can leave two alembic heads), and MLflow's before the first registration.
             self.instance = dg.DagsterInstance.get()
-            client(self.settings).search_experiments()
+            client(self.registry).search_experiments()
             parsed.result()
         self.daemon = runs.start_daemon(
             self.home, self.settings.data_dir / "logs" / "dagster_daemon.log"
@@ -110,8 +117,6 @@ class Demo:
         return f"Dagster instance {self.home}, daemon pid {self.daemon.pid}"
 
     def lakehouse(self, stage: Stage) -> str:
-        import duckdb
-
         plan = self.plan
         # The training set is built by the training run itself, with its label cutoff.
         run_id = runs.run_job(
@@ -125,21 +130,19 @@ class Demo:
         self.timeline.add(
             "lakehouse_built", f"{days} landing days, dbt, features", run_id, day=plan.last_day
         )
-        with duckdb.connect(str(self.settings.warehouse_path), read_only=True) as con:
-            features = con.sql("select count(*) from gold.customer_features").fetchone()[0]
-            labels, rate = con.sql(
-                "select count(*), avg(churned) from gold.churn_labels"
-            ).fetchone()
+        counts = self.res.warehouse.query(
+            f"select count(*) as n, avg({self.config.label}) as rate from {self.config.label_table}"
+        ).iloc[0]
         return (
-            f"{days} days landed; gold: {features:,} feature rows, {labels:,} labels "
-            f"(churn rate {rate:.1%})"
+            f"{days} days landed; {self.config.label_table}: {int(counts['n']):,} labels "
+            f"(label rate {counts['rate']:.1%})"
         )
 
     def first_model(self, stage: Stage) -> str:
         known_by = self.plan.first_model_labels_by
         run_id = runs.run_job(
             self.instance,
-            f"retrain_{self.config.name}",
+            retrain_job_name(self.config),
             stage,
             {"mlops/reason": "first model"},
             self._dataset_config(known_by),
@@ -156,31 +159,30 @@ class Demo:
         )
 
     def _dataset_config(self, known_by: dt.date) -> dict:
-        step = "__".join(["datasets", self.config.feature_service])
-        return {"ops": {step: {"config": {"labels_known_by": known_by.isoformat()}}}}
+        from mlops_assets.defs.keys import dataset_run_config
+
+        return dataset_run_config(self.config, known_by)
 
     def scoring(self, stage: Stage) -> str:
-        from mlops_assets.lakehouse.sql import run_sql
-
         first, last = self.plan.score_days
         run_id = runs.run_job(self.instance, "daily_scoring_job", stage, range_tags(first, last))
         self.timeline.add("scored", f"{first} .. {last}", run_id, self.alias("champion"), last)
         table = f"iceberg.predictions.{self.config.name}_daily"
-        rows, days, labelled = run_sql(
-            self.settings,
-            f"select count(*), count(distinct prediction_date), count(actual) from {table}",
+        rows, days, labelled = self.res.warehouse.analyst_sql(
+            f"select count(*), count(distinct prediction_date), count(actual) from {table}"
         ).iloc[0]
         return f"{days} days, {rows:,} predictions ({labelled:,} with actuals) in {table}"
 
     def monitoring(self, stage: Stage) -> str:
         from mlops_assets.demo.timeline import degradation_summary
-        from mlops_assets.monitoring.monitors import read_table
+        from mlops_assets.monitoring.results import read_table
 
         first, last = self.plan.monitor_days
         self.marks["monitoring_started"] = time.time()
         run_id = runs.run_job(self.instance, "daily_monitoring_job", stage, range_tags(first, last))
         self.marks["monitoring_ended"] = time.time()
-        degraded_from, windows = degradation_summary(self.settings, self.config)
+        catalog = self.res.lakehouse.catalog()
+        degraded_from, windows = degradation_summary(catalog, self.config)
         self.timeline.add(
             "monitored",
             f"degraded day runs: {windows or 'none'}",
@@ -188,16 +190,16 @@ class Demo:
             self.alias("champion") or "",
             degraded_from,
         )
-        status = read_table(self.settings, self.config).query("metric == 'status'")
+        status = read_table(catalog, self.config).query("metric == 'status'")
         failed = status.groupby("monitor")["breached"].sum()
         counts = ", ".join(f"{m} {int(n)}" for m, n in failed.items())
         return f"{first} .. {last}: failed days per check: {counts}"
 
     def expects_retraining(self) -> bool:
         from mlops_assets.monitoring.decisions import retrain_decision
-        from mlops_assets.monitoring.monitors import read_table
+        from mlops_assets.monitoring.results import read_table
 
-        table = read_table(self.settings, self.config)
+        table = read_table(self.res.lakehouse.catalog(), self.config)
         monitoring = self.config.monitoring
         decision = retrain_decision(
             table, monitoring.consecutive_days, set(), None, 0, dt.datetime.now(dt.UTC)
@@ -206,7 +208,7 @@ class Demo:
 
     def no_degradation(self, stage: Stage) -> str:
         """A clean world: the daemon's sensor evaluates the monitoring results and stays quiet."""
-        name = f"retrain_{self.config.name}_on_degradation"
+        name = retrain_sensor_name(self.config)
         deadline = time.monotonic() + SENSOR_TIMEOUT_S
         tick = None
         while tick is None or tick.status.value != "SKIPPED":
@@ -226,15 +228,16 @@ class Demo:
 
         record = runs.wait_for_run(
             self.instance,
-            ("mlops/trigger", "degradation"),
+            (TRIGGER_TAG, "degradation"),
             self.marks["monitoring_started"] - 1,
             SENSOR_TIMEOUT_S,
             stage,
-            job=f"retrain_{self.config.name}",
+            job=retrain_job_name(self.config),
         )
         run = record.dagster_run
         tags = describe_run(self.instance, run.run_id)
-        visible_at = conclusive_at(self.settings, self.config, tags.get("mlops/window", ""))
+        window = tags.get("mlops/window", "")
+        visible_at = conclusive_at(self.res.lakehouse.catalog(), self.config, window)
         launched_s = record.create_timestamp.timestamp() - visible_at
         self.timeline.add(
             "retraining_launched",
@@ -281,7 +284,7 @@ class Demo:
             "canary_traffic", f"{first} .. {last} replayed through the split", run_id, challenger
         )
         record = runs.wait_for_run(
-            self.instance, ("mlops/trigger", "canary"), replay_at - 1, CANARY_TIMEOUT_S, stage
+            self.instance, (TRIGGER_TAG, "canary"), replay_at - 1, CANARY_TIMEOUT_S, stage
         )
         run = record.dagster_run
         numbers = json.loads(

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlops_assets.features.online_store import MonotonicSqliteOnlineStore, table_name, upsert_sql
+from mlops_assets.features.windows import check_window
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -141,8 +142,6 @@ def bulk_materialize(
     per view in the registry; returns rows per view. Windows ending after `now` (default: the
     clock) and empty or inverted windows are refused before anything is written or recorded."""
     from feast.infra.online_stores.helpers import get_online_store_from_config
-
-    from mlops_assets.features.store import check_window
 
     start, end = check_window(start, end, now)
     online = get_online_store_from_config(store.config.online_store)

@@ -37,7 +37,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
 from feast.utils import make_tzaware, to_naive_utc
 
-from mlops_assets.features.store import STORE_TYPE, check_window
+from mlops_assets.features.windows import check_window
 
 LAYOUTS = "mlops_feature_layouts"
 
@@ -45,7 +45,7 @@ LAYOUTS = "mlops_feature_layouts"
 class MonotonicSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
     type: Literal[  # type: ignore[assignment]
         "mlops_assets.features.online_store.MonotonicSqliteOnlineStore"
-    ] = STORE_TYPE
+    ] = "mlops_assets.features.online_store.MonotonicSqliteOnlineStore"
 
 
 def table_name(config: RepoConfig, view: FeatureView) -> str:

@@ -1,5 +1,7 @@
-"""The Feast store for the current environment, built from settings (the same values as
-feature_repo/feature_store.yaml for the embedded profile, feature_store.prod.yaml in prod)."""
+"""The Feast store over feature_repo/: the committed feature_store.yaml with a data folder's paths
+(the embedded profile), or another config file such as feature_store.prod.yaml (production;
+`mlops_assets.resources` picks). Also: parsing the repo as `feast apply` does, and materializing a
+window."""
 
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlops_assets.settings import PROJECT_ROOT, Environment, Settings
+from mlops_assets.features.windows import check_window
+from mlops_assets.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from feast import FeatureStore
-    from feast.repo_config import RepoConfig
     from feast.repo_contents import RepoContents
+
+    from mlops_assets.lakehouse.warehouse import Warehouse
 
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
 # The embedded online store's type path (see online_store.py).
@@ -26,24 +30,24 @@ PROVIDER = "mlops_assets.features.online_store.CheckedLocalProvider"
 PROJECT = "lakehouse_mlops"
 
 
-def feast_dir(settings: Settings) -> Path:
-    return settings.data_dir / "feast"
+def feast_dir(data_dir: str | Path) -> Path:
+    return Path(data_dir) / "feast"
 
 
-def cli_config_path(settings: Settings) -> Path:
+def cli_config_path(data_dir: str | Path) -> Path:
     """The Feast config of this data folder, for the Feast CLI run in feature_repo/:
     `feast -f <this path> materialize-incremental ...` (see `write_cli_config`)."""
-    return feast_dir(settings) / "feature_store.yaml"
+    return feast_dir(data_dir) / "feature_store.yaml"
 
 
-def write_cli_config(settings: Settings) -> Path:
+def write_cli_config(data_dir: str | Path) -> Path:
     """feature_repo/feature_store.yaml with this data folder's registry and online store (the
     committed file's `../data/feast/...` paths assume the default data folder). The code location
     loads this same file, so the CLI and Dagster always see the same store."""
     import yaml
 
     config = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
-    folder = feast_dir(settings).resolve()
+    folder = feast_dir(data_dir).resolve()
     config["registry"]["path"] = str(folder / "registry.db")
     config["online_store"]["path"] = str(folder / "online.db")
     text = (
@@ -51,7 +55,7 @@ def write_cli_config(settings: Settings) -> Path:
         "# in feature_repo/ with MLOPS_DATA_DIR set to the data folder and `-f <this file>`.\n"
         + yaml.safe_dump(config, sort_keys=False)
     )
-    path = cli_config_path(settings)
+    path = cli_config_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:
         # Atomic: a concurrent reader (another run, the CLI) sees the old file or the new one.
@@ -63,18 +67,17 @@ def write_cli_config(settings: Settings) -> Path:
     return path
 
 
-def repo_config(settings: Settings) -> RepoConfig:
+def store_from_yaml(path: str | Path) -> FeatureStore:
+    """A Feast store over feature_repo/ with the config file at `path`."""
+    from feast import FeatureStore
     from feast.repo_config import load_repo_config
 
-    if settings.env is Environment.PROD:
-        return load_repo_config(FEATURE_REPO, FEATURE_REPO / "feature_store.prod.yaml")
-    return load_repo_config(FEATURE_REPO, write_cli_config(settings))
+    return FeatureStore(config=load_repo_config(FEATURE_REPO, Path(path)))
 
 
-def feature_store(settings: Settings) -> FeatureStore:
-    from feast import FeatureStore
-
-    return FeatureStore(config=repo_config(settings))
+def embedded_store(data_dir: str | Path) -> FeatureStore:
+    """The embedded store of a data folder: the committed config with that folder's paths."""
+    return store_from_yaml(write_cli_config(data_dir))
 
 
 def repo_contents() -> RepoContents:
@@ -94,32 +97,6 @@ def repo_contents() -> RepoContents:
         return parse_repo(Path("."))
 
 
-def check_window(
-    start: dt.datetime,
-    end: dt.datetime,
-    now: dt.datetime | None = None,
-    *,
-    allow_empty: bool = False,
-) -> tuple[dt.datetime, dt.datetime]:
-    """The window [start, end) as aware UTC times (naive ones are UTC, as Feast takes them), or
-    ValueError for a window Feast would record wrongly as a materialization interval: an end in
-    the future (the incremental watermark would pass now and later data be skipped, feast #4222),
-    or a start after the end (an inverted interval that writes nothing yet moves the watermark)."""
-    from feast.utils import make_tzaware
-
-    start, end = make_tzaware(start), make_tzaware(end)
-    now = make_tzaware(now) if now is not None else dt.datetime.now(dt.UTC)
-    if end > now:
-        raise ValueError(f"refusing to materialize up to {end.isoformat()}, which is in the future")
-    if start > end:
-        raise ValueError(
-            f"inverted materialization window: {start.isoformat()} is after {end.isoformat()}"
-        )
-    if start == end and not allow_empty:
-        raise ValueError(f"empty materialization window {start.isoformat()} .. {end.isoformat()}")
-    return start, end
-
-
 def materialize_window(
     store: FeatureStore, start: dt.datetime, end: dt.datetime, now: dt.datetime | None = None
 ) -> dict[str, int | None]:
@@ -137,20 +114,15 @@ def materialize_window(
     return dict.fromkeys(views)
 
 
-def source_rows_between(settings: Settings, start: dt.datetime, end: dt.datetime) -> int | None:
-    """Rows of the gold feature table with event times in [start, end) (embedded profile only)."""
-    if settings.env is Environment.PROD:
-        return None
-    import duckdb
-
-    path = settings.gold_dir / "customer_features.parquet"
-    query = (
-        f"select count(*) from read_parquet('{path}') "
-        "where event_timestamp >= ?::timestamp and event_timestamp < ?::timestamp"
+def source_rows_between(warehouse: Warehouse, start: dt.datetime, end: dt.datetime) -> int:
+    """Rows of the gold feature table with event times in [start, end) (naive UTC in gold)."""
+    naive = [t.astimezone(dt.UTC).replace(tzinfo=None) for t in (start, end)]
+    frame = warehouse.query(
+        "select count(*) as n from gold.customer_features "
+        f"where event_timestamp >= timestamp '{naive[0]:%Y-%m-%d %H:%M:%S}' "
+        f"and event_timestamp < timestamp '{naive[1]:%Y-%m-%d %H:%M:%S}'"
     )
-    # Gold timestamps are naive UTC.
-    naive = [t.astimezone(dt.UTC).replace(tzinfo=None).isoformat() for t in (start, end)]
-    return duckdb.execute(query, naive).fetchone()[0]
+    return int(frame["n"].iloc[0])
 
 
 def repo_objects(contents: RepoContents) -> list:

@@ -1,49 +1,64 @@
-"""The Iceberg catalog: pyiceberg's SQL catalog with a local warehouse in the embedded profile, an
-Iceberg REST catalog (and S3) in prod. Trino reads the same catalog (deploy/trino/catalog)."""
+"""The Iceberg catalog: pyiceberg's SQL catalog over a folder (the embedded profile) or an Iceberg
+REST catalog with S3 (production). Trino reads the same catalog (deploy/trino/catalog). Which one
+a process uses is decided by `mlops_assets.resources.resources_for`."""
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from mlops_assets.settings import Environment, Settings
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
-NAMESPACE = "predictions"
+CATALOG_NAME = "lakehouse"
 
 
-def catalog(settings: Settings) -> Catalog:
+def sql_catalog(folder: str | Path) -> Catalog:
+    """pyiceberg's SQL catalog: `catalog.db` (SQLite) and the table files under `warehouse/`."""
     from pyiceberg.catalog import load_catalog
 
-    if settings.env is Environment.PROD:
-        return load_catalog(
-            "lakehouse",
-            type="rest",
-            uri=settings.iceberg_rest_uri,
-            warehouse=settings.iceberg_warehouse,
-        )
-    folder = settings.data_dir / "iceberg"
+    folder = Path(folder)
     (folder / "warehouse").mkdir(parents=True, exist_ok=True)
     return load_catalog(
-        "lakehouse",
+        CATALOG_NAME,
         type="sql",
         uri=f"sqlite:///{folder / 'catalog.db'}",
         warehouse=(folder / "warehouse").as_uri(),
     )
 
 
-def ensure_namespace(cat: Catalog, namespace: str = NAMESPACE) -> None:
+def rest_catalog(
+    uri: str, warehouse: str, credential: str | None = None, s3_endpoint: str | None = None
+) -> Catalog:
+    """An Iceberg REST catalog; S3 credentials come from the usual AWS variables."""
+    from pyiceberg.catalog import load_catalog
+
+    properties = {"type": "rest", "uri": uri, "warehouse": warehouse}
+    if credential:
+        properties["credential"] = credential
+    if s3_endpoint:
+        properties["s3.endpoint"] = s3_endpoint
+    return load_catalog(CATALOG_NAME, **properties)
+
+
+def reopen(properties: dict[str, str]) -> Catalog:
+    """The same catalog in another process (`catalog.properties` travel, the object does not)."""
+    from pyiceberg.catalog import load_catalog
+
+    return load_catalog(CATALOG_NAME, **properties)
+
+
+def ensure_namespace(cat: Catalog, namespace: str) -> None:
     from pyiceberg.exceptions import NamespaceAlreadyExistsError
 
     with contextlib.suppress(NamespaceAlreadyExistsError):
         cat.create_namespace(namespace)
 
 
-def partitioned_table(cat: Catalog, name: str, schema: Any, partition_field: str) -> Any:
-    """Load `namespace.table`, or create it with an identity partition on `partition_field`
-    (a concurrent creator winning the race is fine: its table is loaded)."""
+def partitioned_table(cat: Catalog, name: str, schema: Any, partition_field: str | None) -> Any:
+    """Load `namespace.table`, or create it (with an identity partition on `partition_field`, if
+    any). A concurrent creator winning the race is fine: its table is loaded."""
     from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
 
     ensure_namespace(cat, name.split(".")[0])
@@ -55,6 +70,7 @@ def partitioned_table(cat: Catalog, name: str, schema: Any, partition_field: str
         table = cat.create_table(name, schema=schema)
     except TableAlreadyExistsError:
         return cat.load_table(name)
-    with table.update_spec() as spec:
-        spec.add_identity(partition_field)
+    if partition_field:
+        with table.update_spec() as spec:
+            spec.add_identity(partition_field)
     return table

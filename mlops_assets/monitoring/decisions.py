@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_assets.monitoring.monitors import RETRAIN_ON
+from mlops_assets.monitoring.registry import RETRAIN_ON
 
 
 @dataclass

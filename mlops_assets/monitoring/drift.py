@@ -1,51 +1,95 @@
-"""Distribution tests: the two-sample Kolmogorov-Smirnov test and the population stability index."""
+"""Drift against the serving champion's reference (its training data and scores): per feature, a
+two-sample KS test and the PSI (a feature drifts when both say so; too many drifting features, or
+a missing one, is a breach), and the PSI of the day's score distribution."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+import datetime as dt
 
-EPS = 1e-4  # PSI floor for empty bins (the usual convention)
-
-
-def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
-    """(statistic, p-value) of the two-sample KS test, NaNs dropped."""
-    from scipy.stats import ks_2samp
-
-    ref, cur = _finite(reference), _finite(current)
-    if len(ref) == 0 or len(cur) == 0:
-        return float("nan"), float("nan")
-    result = ks_2samp(ref, cur)
-    return float(result.statistic), float(result.pvalue)
+from mlops_assets.monitoring.inputs import MonitorInputs
+from mlops_assets.monitoring.results import MonitorResult
+from mlops_assets.monitoring.statistics import ks, psi_categorical, psi_numeric
 
 
-def psi_numeric(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
-    """PSI over the reference's quantile bins (ties collapse bins; missing values get a bin)."""
-    ref, cur = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)
-    finite = ref[np.isfinite(ref)]
-    if len(finite) == 0 or len(cur) == 0:
-        return float("nan")
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
-    ref_bins = np.where(np.isfinite(ref), np.searchsorted(edges, ref, side="right"), -1)
-    cur_bins = np.where(np.isfinite(cur), np.searchsorted(edges, cur, side="right"), -1)
-    return _psi(pd.Series(ref_bins), pd.Series(cur_bins))
+def feature_drift(inputs: MonitorInputs, day: dt.date) -> MonitorResult:
+    from mlops_assets.serving.batch import offline_features
+
+    config = inputs.config
+    limits = config.monitoring
+    version = inputs.champion()
+    ref = inputs.reference(version)
+    as_of = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    current = offline_features(inputs.store, config.feature_service, as_of)
+    result = MonitorResult("feature_drift", day, "ok", {"reference_version": version})
+    if current.empty:
+        result.status = "no_data"
+        result.row("rows", 0, detail=f"no active customers on {day}")
+        return result
+    features = [c for c in ref.columns if c != "__score" and c not in limits.drift_exclude]
+    missing = [f for f in features if f not in current.columns]
+    drifted = []
+    for name in features:
+        if name in missing:
+            result.row(
+                "psi",
+                None,
+                limits.psi_max,
+                feature=name,
+                version=version,
+                detail="feature missing in production data",
+            )
+            continue
+        if ref[name].dtype == object or str(ref[name].dtype) == "string":
+            psi, statistic, pvalue = psi_categorical(ref[name], current[name]), None, None
+            is_drift = psi > limits.psi_max
+        else:
+            psi = psi_numeric(ref[name].to_numpy(float), current[name].to_numpy(float))
+            statistic, pvalue = ks(ref[name].to_numpy(float), current[name].to_numpy(float))
+            # With thousands of rows any tiny shift is "significant"; drift needs both.
+            is_drift = pvalue < limits.ks_pvalue and psi > limits.psi_max
+        if is_drift:
+            drifted.append(name)
+        result.row("psi", psi, limits.psi_max, breached=is_drift, feature=name, version=version)
+        if statistic is not None:
+            result.row("ks_statistic", statistic, feature=name, version=version)
+            result.row("ks_pvalue", pvalue, limits.ks_pvalue, feature=name, version=version)
+    share = len(drifted) / max(len(features) - len(missing), 1)
+    breached = share > limits.max_drifted_share or bool(missing)
+    result.row(
+        "drifted_share",
+        share,
+        limits.max_drifted_share,
+        breached=breached,
+        version=version,
+        detail=", ".join(drifted),
+    )
+    result.summary.update(
+        drifted_features=drifted, drifted_share=round(share, 3), rows=len(current), missing=missing
+    )
+    if missing:
+        result.summary["detail"] = f"features missing in production data: {missing}"
+    result.status = "breached" if breached else "ok"
+    return result
 
 
-def psi_categorical(reference: pd.Series, current: pd.Series) -> float:
-    return _psi(reference.fillna("<null>").astype(str), current.fillna("<null>").astype(str))
-
-
-def _psi(reference: pd.Series, current: pd.Series) -> float:
-    if len(reference) == 0 or len(current) == 0:
-        return float("nan")
-    p = reference.value_counts(normalize=True)
-    q = current.value_counts(normalize=True)
-    keys = p.index.union(q.index)
-    p = p.reindex(keys, fill_value=0).clip(lower=EPS).to_numpy()
-    q = q.reindex(keys, fill_value=0).clip(lower=EPS).to_numpy()
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-def _finite(values: np.ndarray) -> np.ndarray:
-    arr = np.asarray(values, dtype=float)
-    return arr[np.isfinite(arr)]
+def prediction_drift(inputs: MonitorInputs, day: dt.date) -> MonitorResult:
+    limits = inputs.config.monitoring
+    version = inputs.champion()
+    ref = inputs.reference(version)
+    rows = inputs.predictions(day)
+    result = MonitorResult("prediction_drift", day, "ok", {"reference_version": version})
+    if rows.empty:
+        result.status = "no_data"
+        result.row("rows", 0, detail=f"no predictions on {day}")
+        return result
+    psi = psi_numeric(ref["__score"].to_numpy(), rows["score"].to_numpy())
+    statistic, _ = ks(ref["__score"].to_numpy(), rows["score"].to_numpy())
+    breached = psi > limits.prediction_psi_max
+    result.row("score_psi", psi, limits.prediction_psi_max, breached=breached, version=version)
+    result.row("score_ks_statistic", statistic, version=version)
+    result.row("mean_score", float(rows["score"].mean()), version=version)
+    result.row("reference_mean_score", float(ref["__score"].mean()), version=version)
+    result.row("positive_rate", float(rows["prediction"].mean()), version=version)
+    result.summary.update(score_psi=round(psi, 4), mean_score=round(float(rows["score"].mean()), 4))
+    result.status = "breached" if breached else "ok"
+    return result

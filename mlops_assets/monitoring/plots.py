@@ -9,14 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 
-# The headline metric of each monitor, over time.
-HEADLINE = {
-    "performance": "roc_auc",
-    "feature_drift": "drifted_share",
-    "prediction_drift": "score_psi",
-    "data_quality": "rows_scored",
-}
-
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
@@ -30,7 +22,9 @@ def metric_over_time(table: pd.DataFrame, monitor: str) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = HEADLINE[monitor]
+    from mlops_assets.monitoring.registry import MONITORS
+
+    metric = MONITORS[monitor].headline
     rows = table[
         (table["monitor"] == monitor) & (table["metric"] == metric) & table["feature"].isna()
     ]

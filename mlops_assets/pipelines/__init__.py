@@ -1,1 +1,2 @@
-"""Kubeflow Pipelines v2: the training pipeline and its components."""
+"""Kubeflow Pipelines v2: the training pipeline, its components, and the two runners
+(`kfp.local` and a cluster through `kfp.Client`)."""

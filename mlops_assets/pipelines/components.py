@@ -1,15 +1,16 @@
 """Hermetic KFP v2 components: every import is inside the function, inputs and outputs are typed
-artifacts or plain parameters. They run in the project's image (`MLOPS_PIPELINE_IMAGE`) on a cluster
+artifacts or plain parameters. They run in the project's image (`MLOPS_IMAGE`) on a cluster
 and in the current environment under `kfp.local`."""
 
 import functools
-import os
 from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-BASE_IMAGE = os.environ.get("MLOPS_PIPELINE_IMAGE", "ghcr.io/lakehouse-mlops/mlops:0.1.0")
+from mlops_assets.settings import get_settings
+
+BASE_IMAGE = get_settings().image  # MLOPS_IMAGE: the same image the predictor runs
 # The image (and the local environment) has the project and kfp installed: no pip install per step.
 component = functools.partial(dsl.component, base_image=BASE_IMAGE, install_kfp_package=False)
 # Between the steps of one run, models travel as `model.joblib` in the run's own pipeline root
@@ -135,7 +136,7 @@ def evaluate_model(
             )
             predicted = (scores >= config.decision_threshold).astype(int)
             curves.log_confusion_matrix(
-                ["stays", "churns"], confusion_matrix(y, predicted).tolist()
+                [f"not {config.label}", config.label], confusion_matrix(y, predicted).tolist()
             )
     out = namedtuple("Evaluation", ["metrics_json", "roc_auc"])
     return out(json.dumps(results, sort_keys=True), results["model"]["roc_auc"])
@@ -160,7 +161,7 @@ def register_model(
 
     from mlops_assets.model_config import ModelConfig
     from mlops_assets.training.estimators import dataset_schema, feature_frame, read_split
-    from mlops_assets.training.registry import log_and_register
+    from mlops_assets.training.registry import Registry, log_and_register
 
     config = ModelConfig.model_validate_json(config_json)
     # The hyperparameters the tuning step chose, so the registry records what was trained.
@@ -174,6 +175,7 @@ def register_model(
     example = feature_frame(read_split(folder, "test").head(5), dataset_schema(folder)["features"])
     lineage = {**json.loads(lineage_json), "kfp_run_id": kfp_run_id}
     run_id, version = log_and_register(
+        registry=Registry.from_environment(),
         estimator=joblib.load(Path(model.path) / "model.joblib"),
         input_example=example,
         config=config,

@@ -1,6 +1,7 @@
 """The training pipeline: fetch the DVC-versioned dataset, train, evaluate on the time-based
 holdout, register in MLflow. Compile with `mlops pipeline compile` (a build output, not committed)."""
 
+from pathlib import Path
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
@@ -11,16 +12,21 @@ from mlops_assets.pipelines.components import (
     register_model,
     train_model,
 )
+from mlops_assets.settings import SECRET_NAME
 
-# Cluster secrets, mounted as environment variables of every step (kfp-kubernetes); kfp.local
-# ignores platform config and the steps read the same variables from the local environment.
-SECRET_NAME = "mlops-secrets"
+# Cluster secrets, mounted as environment variables of every step (kfp-kubernetes); the keys are
+# the variables' own names, so the predictor can take the same secret whole (`envFrom`). kfp.local
+# ignores platform config: there the steps read the same variables from the local environment.
 SECRET_ENV = {
-    "mlflow-tracking-uri": "MLOPS_MLFLOW_TRACKING_URI",
-    "mlflow-artifact-root": "MLOPS_MLFLOW_ARTIFACT_ROOT",
-    "dvc-s3-url": "MLOPS_DVC_S3_URL",
-    "aws-access-key-id": "AWS_ACCESS_KEY_ID",
-    "aws-secret-access-key": "AWS_SECRET_ACCESS_KEY",
+    name: name
+    for name in (
+        "MLOPS_MLFLOW_TRACKING_URI",
+        "MLOPS_MLFLOW_ARTIFACT_ROOT",
+        "MLOPS_DECISIONS_DB_URL",
+        "MLOPS_DVC_S3_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    )
 }
 
 
@@ -69,3 +75,12 @@ def training_pipeline(dvc_md5: str, config_json: str, lineage_json: str) -> Trai
         registered.outputs["model_version"],
         evaluated.outputs["metrics_json"],
     )
+
+
+def compile_pipeline(out: Path) -> Path:
+    """The pipeline as KFP v2 YAML (what a cluster runs; kubeflow/training_pipeline.yaml)."""
+    from kfp import compiler
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(training_pipeline, str(out))
+    return out

@@ -1,2 +1,2 @@
-"""Serving: predictions (batch now; the online predictor follows), the business-rules layer and
-the Iceberg tables analysts query."""
+"""Serving: the KServe model server and predictor, deployments with canary and rollback, the
+InferenceService for production, the inference log, batch scoring and the label engine (no Dagster)."""

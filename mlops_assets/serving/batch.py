@@ -19,80 +19,24 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from mlops_assets.lakehouse.tables import PREDICTIONS
 from mlops_assets.model_config import ModelConfig
-from mlops_assets.settings import Settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+    from pyiceberg.catalog import Catalog
 
-SCHEMA = pa.schema(
-    [
-        pa.field("prediction_id", pa.string(), nullable=False),
-        pa.field("customer_id", pa.int64(), nullable=False),
-        pa.field("prediction", pa.int32(), nullable=False),
-        pa.field("confidence", pa.float64(), nullable=False),
-        pa.field("score", pa.float64(), nullable=False),
-        pa.field("risk_band", pa.string(), nullable=False),
-        pa.field("rule", pa.string(), nullable=False),
-        pa.field("model_version", pa.string(), nullable=False),
-        pa.field("prediction_date", pa.date32(), nullable=False),
-        pa.field("prediction_timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("actual", pa.int32(), nullable=True),
-        pa.field("actual_timestamp", pa.timestamp("us", tz="UTC"), nullable=True),
-    ]
-)
+    from mlops_assets.lakehouse.warehouse import Warehouse
+    from mlops_assets.training.registry import Registry
 
 
 class ScoringError(ValueError):
     pass
 
 
-def table_name(config: ModelConfig) -> str:
-    return f"predictions.{config.name}_daily"
-
-
 def as_of(day: dt.date) -> dt.datetime:
     """The as-of time of day D's predictions: the end of D (D + 1 00:00 UTC)."""
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-
-
-def ensure_table(cat: Any, config: ModelConfig) -> Any:
-    """The model's daily predictions table, partitioned by prediction_date. A table written before
-    `scored_at` existed is evolved first (see `_add_scored_at`)."""
-    from mlops_assets.lakehouse.catalog import partitioned_table
-    from mlops_assets.lakehouse.evolution import evolve
-
-    table = partitioned_table(cat, table_name(config), SCHEMA, "prediction_date")
-    return evolve(
-        table,
-        outdated=lambda schema: "scored_at" not in schema.column_names,
-        change=_add_scored_at,
-        rewrite=_as_of_semantics,
-    )
-
-
-def _add_scored_at(update: Any) -> None:
-    from pyiceberg.types import TimestamptzType
-
-    update.add_column("scored_at", TimestamptzType(), doc="wall clock of the scoring run")
-    update.move_after("scored_at", "prediction_timestamp")
-
-
-def _as_of_semantics(rows: pa.Table) -> pa.Table:
-    """Rows of a table from before `scored_at`: their prediction_timestamp was the run's wall
-    clock, so it moves to scored_at and prediction_timestamp becomes the as-of time."""
-    import pyarrow.compute as pc
-
-    timestamp = pa.timestamp("us", tz="UTC")
-    midnight = pc.cast(pc.cast(rows["prediction_date"], pa.timestamp("us")), timestamp)
-    valid_for = pc.add(midnight, pa.scalar(dt.timedelta(days=1), pa.duration("us")))
-    columns = {
-        **{n: rows[n] for n in rows.column_names},
-        "prediction_timestamp": valid_for.cast(timestamp),
-        "scored_at": rows["prediction_timestamp"],
-    }
-    return pa.table({n: columns[n] for n in SCHEMA.names}, schema=SCHEMA)
 
 
 def offline_features(store: FeatureStore, service: str, as_of: dt.datetime) -> pd.DataFrame:
@@ -182,6 +126,11 @@ def score(
             scores[to_challenger] = challenger_model.predict_proba(X[to_challenger])[:, 1]
             versions[to_challenger] = challenger_version
     labels = apply_rules(scores, features, config.label_engine, config.decision_threshold)
+    return _rows(config, features, scores, versions, labels, day, now)
+
+
+def _rows(config, features, scores, versions, labels, day: dt.date, now: dt.datetime) -> pa.Table:
+    """The day's rows in the predictions table's schema."""
     import pyarrow.compute as pc
 
     ids = pa.array(features["customer_id"].to_numpy().astype("int64"))
@@ -209,7 +158,7 @@ def score(
             "actual": pa.nulls(n, pa.int32()),
             "actual_timestamp": pa.nulls(n, timestamp),
         },
-        schema=SCHEMA,
+        schema=PREDICTIONS.schema,
     )
 
 
@@ -227,32 +176,15 @@ def write_days(table: Any, days: list[dt.date], rows: pa.Table) -> None:
 
 
 def score_days(
-    settings: Settings, config: ModelConfig, store: FeatureStore, days: list[dt.date]
+    catalog: Catalog,
+    store: FeatureStore,
+    registry: Registry,
+    config: ModelConfig,
+    days: list[dt.date],
 ) -> dict[str, Any]:
     """Score each day with the champion (and the deployed canary's share with the challenger), then
     replace all those days in one commit. Returns per-day summaries and the totals."""
-    from mlops_assets.lakehouse.catalog import catalog
-    from mlops_assets.serving.rollout import current_spec
-    from mlops_assets.training.registry import CHAMPION, alias_version, client, load_model
-
-    version = alias_version(client(settings), config.registered_model, CHAMPION)
-    if version is None:
-        raise ScoringError(f"model {config.registered_model} has no champion to score with")
-    model = load_model(settings, config.registered_model, version)
-    # The deployed canary, if any, gets the same share of customers as online.
-    spec = current_spec(settings, config)
-    challenger = None
-    if (
-        spec
-        and spec.challenger_version
-        and spec.canary_percent
-        and spec.champion_version == version
-    ):
-        challenger = (
-            load_model(settings, config.registered_model, spec.challenger_version),
-            spec.challenger_version,
-            spec.canary_percent,
-        )
+    model, version, challenger = _models(registry, config)
     now = dt.datetime.now(dt.UTC)
     tables, per_day = [], {}
     for day in days:
@@ -264,7 +196,7 @@ def score_days(
             "mean_score": float(np.mean(rows["score"].to_numpy())),
             "positive_rate": float(np.mean(rows["prediction"].to_numpy())),
         }
-    table = ensure_table(catalog(settings), config)
+    table = PREDICTIONS.open(catalog, config.name)
     write_days(table, days, pa.concat_tables(tables))
     last = tables[-1]
     bands = pd.Series(last["risk_band"].to_numpy(zero_copy_only=False)).value_counts().to_dict()
@@ -276,68 +208,65 @@ def score_days(
         "mean_score": per_day[str(days[-1])]["mean_score"],
         "positive_rate": per_day[str(days[-1])]["positive_rate"],
         "risk_bands": bands,
-        "table": table_name(config),
+        "table": PREDICTIONS.name(config.name),
         "snapshot_id": table.refresh().current_snapshot().snapshot_id,
     }
 
 
-def score_day(
-    settings: Settings, config: ModelConfig, store: FeatureStore, day: dt.date
-) -> dict[str, Any]:
-    return score_days(settings, config, store, [day])
+def _models(registry: Registry, config: ModelConfig) -> tuple[Any, str, Any]:
+    """The champion (model, version) and, while a canary of it runs, (challenger, version, %)."""
+    from mlops_assets.serving.rollout import current_spec
+    from mlops_assets.training.registry import CHAMPION, alias_version, client, load_model
+
+    version = alias_version(client(registry), config.registered_model, CHAMPION)
+    if version is None:
+        raise ScoringError(f"model {config.registered_model} has no champion to score with")
+    model = load_model(registry, config.registered_model, version)
+    # The deployed canary, if any, gets the same share of customers as online.
+    spec = current_spec(registry, config)
+    if not (spec and spec.challenger_version and spec.canary_percent):
+        return model, version, None
+    if spec.champion_version != version:
+        return model, version, None
+    challenger = load_model(registry, config.registered_model, spec.challenger_version)
+    return model, version, (challenger, spec.challenger_version, spec.canary_percent)
 
 
-def fill_actuals(settings: Settings, config: ModelConfig, window_days: int = 30) -> dict[str, Any]:
-    """Fill `actual` for every scored day whose churn window has passed in the warehouse: churned
-    (1) if the customer placed no order in the `window_days` after the prediction's as-of time.
-    Days still inside their window keep null actuals; the filled days are replaced in one commit."""
+def fill_actuals(catalog: Catalog, warehouse: Warehouse, config: ModelConfig) -> dict[str, Any]:
+    """Fill `actual` for every scored day whose label window has passed in the warehouse: churned
+    (1) if the customer placed no order in the window after the prediction's as-of time. Days
+    still inside their window keep null actuals; the filled days are replaced in one commit."""
     from pyiceberg.expressions import In
 
-    from mlops_assets.lakehouse.catalog import catalog
-
-    table = ensure_table(catalog(settings), config)
+    window = pd.Timedelta(days=config.label_window_days)
+    table = PREDICTIONS.open(catalog, config.name)
     pending = table.scan(
         row_filter="actual IS NULL", selected_fields=("prediction_date",)
     ).to_arrow()
     days = sorted(set(pending["prediction_date"].to_pylist()))
-    orders = _orders(settings)
+    orders = warehouse.query("select customer_id, ordered_at from silver.fct_orders")
     # Landed data runs to the end of the last order's day (the same horizon gold labels use).
     data_end = orders["ordered_at"].max().normalize() + pd.Timedelta(days=1)
-    due = [
-        day for day in days if pd.Timestamp(day) + pd.Timedelta(days=1 + window_days) <= data_end
-    ]
+    due = [day for day in days if pd.Timestamp(day) + pd.Timedelta(days=1) + window <= data_end]
     filled: dict[str, int] = {}
     if due:
         rows = table.scan(row_filter=In("prediction_date", due)).to_pandas()
         parts = []
         for day, group in rows.groupby("prediction_date"):
             start = pd.Timestamp(day) + pd.Timedelta(days=1)  # the as-of time
-            known_at = start + pd.Timedelta(days=window_days)
-            window = orders[(orders["ordered_at"] >= start) & (orders["ordered_at"] < known_at)]
-            active = set(window["customer_id"].unique().tolist())
+            known_at = start + window
+            later = orders[(orders["ordered_at"] >= start) & (orders["ordered_at"] < known_at)]
+            active = set(later["customer_id"].unique().tolist())
             group = group.copy()
             group["actual"] = (~group["customer_id"].isin(active)).astype("int32")
             group["actual_timestamp"] = known_at.tz_localize("UTC")
             parts.append(group)
             filled[str(day)] = len(group)
         frame = pd.concat(parts, ignore_index=True)
-        write_days(table, due, pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False))
+        schema = PREDICTIONS.schema
+        write_days(table, due, pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
     return {
         "filled_days": filled,
         "data_end": str(data_end),
         "pending_days": len(days) - len(filled),
     }
-
-
-def _orders(settings: Settings) -> pd.DataFrame:
-    """Order events (customer, time) from the warehouse: silver.fct_orders."""
-    from mlops_assets.settings import Environment
-
-    if settings.env is Environment.PROD:
-        from mlops_assets.lakehouse.warehouse import trino_query
-
-        return trino_query(settings, "select customer_id, ordered_at from silver.fct_orders")
-    import duckdb
-
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        return con.execute("select customer_id, ordered_at from silver.fct_orders").df()

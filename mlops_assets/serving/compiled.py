@@ -1,5 +1,5 @@
-"""A fitted churn pipeline (ordinal-encoded categoricals + HistGradientBoostingClassifier) as plain
-numpy, for online requests of a few rows.
+"""A fitted pipeline (ordinal-encoded categoricals + HistGradientBoostingClassifier) as plain numpy,
+for online requests of a few rows.
 
 sklearn spends ~6 ms per 1-row `predict_proba` on input validation, the ColumnTransformer and one
 Cython call per tree; the same arithmetic on pre-flattened arrays takes a fraction of a millisecond.
@@ -15,43 +15,11 @@ from typing import Any
 import numpy as np
 
 
-class CompiledChurnModel:
+class CompiledModel:
     def __init__(self, pipeline: Any):
         pre, clf = pipeline.named_steps["pre"], pipeline.named_steps["clf"]
         self.columns: list[str] = [str(c) for c in pipeline.feature_names_in_]
-        # ColumnTransformer output order: the numeric block, then the categorical block.
-        (_, _, numeric), (_, encoder, categorical) = [
-            t for t in pre.transformers_ if t[0] != "remainder"
-        ]
-        outer = [(name, None) for name in numeric] + [
-            (name, {c: float(i) for i, c in enumerate(cats) if not _is_missing(c)})
-            for name, cats in zip(categorical, encoder.categories_, strict=True)
-        ]
-        # The classifier re-encodes its categorical columns once more (unknown -> NaN) and puts
-        # them first; fold both encodings into one lookup per column, in the trees' order.
-        inner = clf._preprocessor
-        if inner is None:
-            layout = [(name, codes, -1.0) for name, codes in outer]
-        else:
-            mask = list(clf.is_categorical_)
-            inner_cats = iter(inner.named_transformers_["encoder"].categories_)
-            first, rest = [], []
-            for (name, codes), is_cat in zip(outer, mask, strict=True):
-                if not is_cat:
-                    rest.append((name, codes, -1.0))
-                    continue
-                index = {
-                    float(v): float(i) for i, v in enumerate(next(inner_cats)) if not np.isnan(v)
-                }
-                first.append(
-                    (
-                        name,
-                        {c: index.get(code, math.nan) for c, code in codes.items()},
-                        index.get(-1.0, math.nan),
-                    )
-                )
-            layout = first + rest
-        self.layout: list[tuple[str, dict | None, float]] = layout
+        self.layout: list[tuple[str, dict | None, float]] = _layout(pre, clf)
         trees = [iteration[0] for iteration in clf._predictors]
         sizes = np.array([len(t.nodes) for t in trees])
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -66,42 +34,14 @@ class CompiledChurnModel:
         self.left = nodes["left"].astype(np.intp) + owner
         self.right = nodes["right"].astype(np.intp) + owner
         self.is_categorical = nodes["is_categorical"].astype(bool)
-        # Categorical splits as a lookup table: go_left[node, code], with one last column for a
-        # missing, negative or unknown code (sklearn sends those where missing values go).
-        known_bitsets, known_index = clf._bin_mapper.make_known_categories_bitsets()
-        n_codes = max(
-            (
-                int(np.flatnonzero(np.unpackbits(row.view(np.uint8), bitorder="little")).max()) + 1
-                for row in known_bitsets
-                if row.any()
-            ),
-            default=0,
+        self.n_codes, self.categorical_left = _categorical_table(
+            clf, trees, nodes, sizes, self.feature, self.missing_left, self.is_categorical
         )
-        self.n_codes = n_codes
-        table = np.repeat(self.missing_left[:, None], n_codes + 1, axis=1)
-        categorical_nodes = np.flatnonzero(self.is_categorical)
-        if len(categorical_nodes):
-            bitsets = np.concatenate([t.raw_left_cat_bitsets for t in trees])
-            bitset_offsets = np.concatenate(
-                [[0], np.cumsum([len(t.raw_left_cat_bitsets) for t in trees])[:-1]]
-            )
-            bitset_row = (nodes["bitset_idx"].astype(np.intp) + np.repeat(bitset_offsets, sizes))[
-                categorical_nodes
-            ]
-            known_row = known_index[self.feature[categorical_nodes]]
-            for code in range(n_codes):
-                word, bit = code // 32, code % 32
-                in_left = (bitsets[bitset_row, word] >> bit) & 1 == 1
-                known = (known_bitsets[known_row, word] >> bit) & 1 == 1
-                table[categorical_nodes, code] = np.where(
-                    in_left, True, np.where(known, False, self.missing_left[categorical_nodes])
-                )
-        self.categorical_left = table
         self.depth = int(max(t.get_max_depth() for t in trees)) + 1
         self.baseline = float(np.ravel(clf._baseline_prediction)[0])
 
     @classmethod
-    def compile(cls, pipeline: Any) -> CompiledChurnModel | None:
+    def compile(cls, pipeline: Any) -> CompiledModel | None:
         """None when the estimator is not the shape this compiler knows (sklearn then scores)."""
         from sklearn.ensemble import HistGradientBoostingClassifier
         from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
@@ -145,7 +85,7 @@ class CompiledChurnModel:
         return X
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """P(churn) per row: every tree walked at once, one depth level per step."""
+        """P(label = 1) per row: every tree walked at once, one depth level per step."""
         n = X.shape[0]
         node = np.broadcast_to(self.roots, (n, len(self.roots))).copy()
         rows = np.arange(n)[:, None]
@@ -168,3 +108,73 @@ class CompiledChurnModel:
 
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _layout(pre: Any, clf: Any) -> list[tuple[str, dict | None, float]]:
+    """Per input column, in the trees' feature order: (name, category -> code or None for a
+    numeric column, the code of a missing or unknown category)."""
+    # ColumnTransformer output order: the numeric block, then the categorical block.
+    (_, _, numeric), (_, encoder, categorical) = [
+        t for t in pre.transformers_ if t[0] != "remainder"
+    ]
+    outer = [(name, None) for name in numeric] + [
+        (name, {c: float(i) for i, c in enumerate(cats) if not _is_missing(c)})
+        for name, cats in zip(categorical, encoder.categories_, strict=True)
+    ]
+    # The classifier re-encodes its categorical columns once more (unknown -> NaN) and puts them
+    # first; fold both encodings into one lookup per column, in the trees' order.
+    inner = clf._preprocessor
+    if inner is None:
+        return [(name, codes, -1.0) for name, codes in outer]
+    inner_cats = iter(inner.named_transformers_["encoder"].categories_)
+    first, rest = [], []
+    for (name, codes), is_cat in zip(outer, list(clf.is_categorical_), strict=True):
+        if not is_cat:
+            rest.append((name, codes, -1.0))
+            continue
+        index = {float(v): float(i) for i, v in enumerate(next(inner_cats)) if not np.isnan(v)}
+        lookup = {c: index.get(code, math.nan) for c, code in codes.items()}
+        first.append((name, lookup, index.get(-1.0, math.nan)))
+    return first + rest
+
+
+def _categorical_table(
+    clf: Any,
+    trees: list,
+    nodes: np.ndarray,
+    sizes: np.ndarray,
+    feature: np.ndarray,
+    missing_left: np.ndarray,
+    is_categorical: np.ndarray,
+) -> tuple[int, np.ndarray]:
+    """Categorical splits as a lookup table go_left[node, code], with one last column for a
+    missing, negative or unknown code (sklearn sends those where missing values go)."""
+    known_bitsets, known_index = clf._bin_mapper.make_known_categories_bitsets()
+    n_codes = max(
+        (
+            int(np.flatnonzero(np.unpackbits(row.view(np.uint8), bitorder="little")).max()) + 1
+            for row in known_bitsets
+            if row.any()
+        ),
+        default=0,
+    )
+    table = np.repeat(missing_left[:, None], n_codes + 1, axis=1)
+    categorical_nodes = np.flatnonzero(is_categorical)
+    if not len(categorical_nodes):
+        return n_codes, table
+    bitsets = np.concatenate([t.raw_left_cat_bitsets for t in trees])
+    bitset_offsets = np.concatenate(
+        [[0], np.cumsum([len(t.raw_left_cat_bitsets) for t in trees])[:-1]]
+    )
+    bitset_row = (nodes["bitset_idx"].astype(np.intp) + np.repeat(bitset_offsets, sizes))[
+        categorical_nodes
+    ]
+    known_row = known_index[feature[categorical_nodes]]
+    for code in range(n_codes):
+        word, bit = code // 32, code % 32
+        in_left = (bitsets[bitset_row, word] >> bit) & 1 == 1
+        known = (known_bitsets[known_row, word] >> bit) & 1 == 1
+        table[categorical_nodes, code] = np.where(
+            in_left, True, np.where(known, False, missing_left[categorical_nodes])
+        )
+    return n_codes, table

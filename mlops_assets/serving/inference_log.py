@@ -22,79 +22,17 @@ import multiprocessing as mp
 import queue
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from mlops_assets.settings import Settings
+from mlops_assets.lakehouse.tables import INFERENCE_LOG
 
 log = logging.getLogger(__name__)
 
-SCHEMA = pa.schema(
-    [
-        pa.field("request_id", pa.string(), nullable=False),
-        pa.field("customer_id", pa.int64(), nullable=False),
-        pa.field("features", pa.string(), nullable=False),  # JSON: the values the model saw
-        pa.field("score", pa.float64(), nullable=False),
-        pa.field("prediction", pa.int32(), nullable=False),
-        pa.field("risk_band", pa.string(), nullable=False),
-        pa.field("rule", pa.string(), nullable=False),
-        pa.field("model_version", pa.string(), nullable=False),
-        pa.field("arm", pa.string(), nullable=False),
-        pa.field("latency_ms", pa.float64(), nullable=False),
-        pa.field("requested_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("request_date", pa.date32(), nullable=False),
-        # Added after the first release: optional, as a column added to an existing table is.
-        pa.field("prediction_timestamp", pa.timestamp("us", tz="UTC"), nullable=True),
-    ]
-)
-# Columns added since the first schema, with their documentation (evolved into older tables).
-ADDED_COLUMNS = {
-    "prediction_timestamp": "the moment the prediction is valid for: request_ts, else arrival",
-}
 _STOP = None
 _EMPTY = object()
-
-
-def table_name(model: str) -> str:
-    return f"predictions.{model}_online"
-
-
-def ensure_table(cat: Any, model: str) -> Any:
-    """The model's inference log table, partitioned by request day; a table with an older schema
-    gains the columns added since (never a rewrite: older rows read null there)."""
-    from mlops_assets.lakehouse.catalog import partitioned_table
-
-    table = partitioned_table(cat, table_name(model), SCHEMA, "request_date")
-    return evolve_schema(cat, table_name(model), table)
-
-
-def evolve_schema(cat: Any, name: str, table: Any, attempts: int = 20) -> Any:
-    """Add the columns of `ADDED_COLUMNS` that `table` lacks. Another writer evolving the same
-    table at the same moment is fine: a lost commit re-reads the table and looks again."""
-    from pyiceberg.exceptions import CommitFailedException
-    from pyiceberg.types import TimestamptzType
-    from sqlalchemy.exc import OperationalError
-
-    types = {"prediction_timestamp": TimestamptzType()}
-    for attempt in range(1, attempts + 1):
-        present = {f.name for f in table.schema().fields}
-        missing = [column for column in ADDED_COLUMNS if column not in present]
-        if not missing:
-            return table
-        try:
-            with table.update_schema() as update:
-                for column in missing:
-                    update.add_column(column, types[column], doc=ADDED_COLUMNS[column])
-            log.info("%s: added column(s) %s", name, missing)
-        except (CommitFailedException, OperationalError, ValueError) as err:
-            # ValueError: a concurrent writer added the column between our read and our update.
-            if attempt == attempts:
-                raise
-            log.debug("schema update lost a race (%s); re-reading", type(err).__name__)
-            time.sleep(random.uniform(0.005, 0.05))
-        table = cat.load_table(name)
-    return table
 
 
 def append_with_retry(table: Any, rows: pa.Table, attempts: int = 50) -> int:
@@ -127,12 +65,28 @@ def _json_value(value: Any) -> Any:
 class InferenceLog:
     """The server-side handle: `record` is cheap; `close` drains and waits for the last commit."""
 
-    def __init__(self, settings: Settings, model: str, flush_rows: int, flush_seconds: float):
+    def __init__(
+        self,
+        catalog_properties: dict[str, str],
+        spool: Path,
+        model: str,
+        flush_rows: int,
+        flush_seconds: float,
+    ):
+        """`catalog_properties`: the Iceberg catalog the writer process reopens; `spool`: where
+        a batch goes as Parquet when the catalog cannot take it."""
         ctx = mp.get_context("spawn")
         self._queue: Any = ctx.Queue()
         self._process = ctx.Process(
             target=_writer_main,
-            args=(self._queue, settings.model_dump(mode="json"), model, flush_rows, flush_seconds),
+            args=(
+                self._queue,
+                dict(catalog_properties),
+                str(spool),
+                model,
+                flush_rows,
+                flush_seconds,
+            ),
             name=f"inference-log-{model}",
             daemon=False,
         )
@@ -210,26 +164,25 @@ def rows_to_arrow(rows: list[tuple]) -> pa.Table:
     days = pa.array([m // 86_400_000_000 for m in columns[10]], pa.int32()).cast(pa.date32())
     prediction_timestamp = pa.array(columns[11], pa.int64()).cast(stamp)
     return pa.table(
-        [pa.array(c, f.type) for c, f in zip(columns[:10], SCHEMA, strict=False)]
+        [pa.array(c, f.type) for c, f in zip(columns[:10], INFERENCE_LOG.schema, strict=False)]
         + [requested_at, days, prediction_timestamp],
-        schema=SCHEMA,
+        schema=INFERENCE_LOG.schema,
     )
 
 
 def _writer_main(
-    q: Any, settings_dump: dict, model: str, flush_rows: int, flush_seconds: float
+    q: Any, properties: dict, spool_dir: str, model: str, flush_rows: int, flush_seconds: float
 ) -> None:
     """The writer process: batch, commit, repeat; drain and commit on the stop marker."""
     import os
     import signal
 
-    from mlops_assets.lakehouse.catalog import catalog
+    from mlops_assets.lakehouse.catalog import reopen
 
     # The server handles SIGINT/SIGTERM and stops us with the marker, after the last request.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    settings = Settings(**settings_dump)
-    table = ensure_table(catalog(settings), model)
+    table = INFERENCE_LOG.open(reopen(properties), model)
     parent = os.getppid()
     pending: list[tuple] = []
     first_at = 0.0
@@ -258,7 +211,7 @@ def _writer_main(
             try:
                 append_with_retry(table, batch)
             except Exception:  # the catalog is down: keep the rows on disk, never drop them
-                spool = settings.data_dir / "serving" / model / "inference_log_spool"
+                spool = Path(spool_dir)
                 spool.mkdir(parents=True, exist_ok=True)
                 path = spool / f"{time.time_ns()}.parquet"
                 import pyarrow.parquet as pq

@@ -20,10 +20,9 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-SECRET = "mlops-secrets"  # the same secret the KFP pipeline reads (MLflow, S3, Redis, Trino)
 
 
-def render(config: ModelConfig, spec: DeploymentSpec) -> dict[str, Any]:
+def render(config: ModelConfig, spec: DeploymentSpec, namespace: str, image: str) -> dict[str, Any]:
     """The InferenceService for `spec`, built from the kserve SDK models and serialized by them."""
     from kserve import (
         V1beta1InferenceService,
@@ -31,55 +30,16 @@ def render(config: ModelConfig, spec: DeploymentSpec) -> dict[str, Any]:
         V1beta1PredictorSpec,
     )
     from kserve.api_client import ApiClient as KserveApiClient
-    from kubernetes.client import (
-        V1Container,
-        V1ContainerPort,
-        V1EnvFromSource,
-        V1EnvVar,
-        V1HTTPGetAction,
-        V1ObjectMeta,
-        V1Probe,
-        V1ResourceRequirements,
-        V1SecretEnvSource,
-    )
+    from kubernetes.client import V1ObjectMeta
 
     canary = bool(spec.challenger_version) and spec.canary_percent > 0
     version = spec.challenger_version if canary else spec.champion_version
-    port = 8080
-    container = V1Container(
-        name="kserve-container",
-        image=config.serving.image,
-        args=[
-            "mlops",
-            "serve",
-            config.name,
-            "--version",
-            str(version),
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(port),
-        ],
-        env=[
-            V1EnvVar(name="MLOPS_ENV", value="prod"),
-            V1EnvVar(name="MLOPS_SERVED_VERSION", value=str(version)),
-        ],
-        env_from=[V1EnvFromSource(secret_ref=V1SecretEnvSource(name=SECRET))],
-        ports=[V1ContainerPort(container_port=port, protocol="TCP")],
-        readiness_probe=V1Probe(
-            http_get=V1HTTPGetAction(path=f"/v2/models/{config.name}/ready", port=port),
-            period_seconds=5,
-        ),
-        resources=V1ResourceRequirements(
-            requests={"cpu": "500m", "memory": "1Gi"}, limits={"cpu": "2", "memory": "2Gi"}
-        ),
-    )
     isvc = V1beta1InferenceService(
         api_version=f"{GROUP}/{VERSION}",
         kind="InferenceService",
         metadata=V1ObjectMeta(
             name=config.name,
-            namespace=config.serving.namespace,
+            namespace=namespace,
             labels={"app.kubernetes.io/part-of": "mlops-lakehouse", "mlops/model": config.name},
             annotations={
                 "mlops/champion-version": spec.champion_version,
@@ -91,7 +51,7 @@ def render(config: ModelConfig, spec: DeploymentSpec) -> dict[str, Any]:
         ),
         spec=V1beta1InferenceServiceSpec(
             predictor=V1beta1PredictorSpec(
-                containers=[container],
+                containers=[_container(config, str(version), image)],
                 min_replicas=1,
                 max_replicas=4,
                 canary_traffic_percent=spec.canary_percent if canary else None,
@@ -99,6 +59,46 @@ def render(config: ModelConfig, spec: DeploymentSpec) -> dict[str, Any]:
         ),
     )
     return KserveApiClient().sanitize_for_serialization(isvc)
+
+
+def _container(config: ModelConfig, version: str, image: str) -> Any:
+    """The predictor container: `mlops serve <model> --version N` in the project image, secrets
+    from the project's secret, ready when the model answers KServe's V2 readiness route."""
+    from kubernetes.client import (
+        V1Container,
+        V1ContainerPort,
+        V1EnvFromSource,
+        V1EnvVar,
+        V1HTTPGetAction,
+        V1Probe,
+        V1ResourceRequirements,
+        V1SecretEnvSource,
+    )
+
+    from mlops_assets.settings import SECRET_NAME
+
+    port = 8080
+    return V1Container(
+        name="kserve-container",
+        image=image,
+        args=[
+            *("mlops", "serve", config.name, "--version", version),
+            *("--host", "0.0.0.0", "--port", str(port)),
+        ],
+        env=[
+            V1EnvVar(name="MLOPS_ENV", value="prod"),
+            V1EnvVar(name="MLOPS_SERVED_VERSION", value=version),
+        ],
+        env_from=[V1EnvFromSource(secret_ref=V1SecretEnvSource(name=SECRET_NAME))],
+        ports=[V1ContainerPort(container_port=port, protocol="TCP")],
+        readiness_probe=V1Probe(
+            http_get=V1HTTPGetAction(path=f"/v2/models/{config.name}/ready", port=port),
+            period_seconds=5,
+        ),
+        resources=V1ResourceRequirements(
+            requests={"cpu": "500m", "memory": "1Gi"}, limits={"cpu": "2", "memory": "2Gi"}
+        ),
+    )
 
 
 def validate(manifest: dict[str, Any]) -> Any:
@@ -158,16 +158,9 @@ def apply(manifest: dict[str, Any], api_client: ApiClient | None = None) -> dict
     """Create the InferenceService, or merge-patch it if it exists (what `kubectl apply` does for
     our fields). Uses the in-cluster config, else the kubeconfig, unless a client is given."""
     from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
     from kubernetes.client.exceptions import ApiException
 
-    if api_client is None:
-        try:
-            k8s_config.load_incluster_config()
-        except k8s_config.ConfigException:
-            k8s_config.load_kube_config()
-        api_client = k8s.ApiClient()
-    api = k8s.CustomObjectsApi(api_client)
+    api = k8s.CustomObjectsApi(api_client or _default_client())
     meta = manifest["metadata"]
     try:
         api.get_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"])
@@ -187,3 +180,30 @@ def apply(manifest: dict[str, Any], api_client: ApiClient | None = None) -> dict
     return api.patch_namespaced_custom_object(
         GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], patch
     )
+
+
+def delete(namespace: str, model: str, api_client: ApiClient | None = None) -> bool:
+    """Remove the model's InferenceService; False if there was none."""
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    api = k8s.CustomObjectsApi(api_client or _default_client())
+    try:
+        api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, model)
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
+
+
+def _default_client() -> ApiClient:
+    """The in-cluster config, else the kubeconfig."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    try:
+        k8s_config.load_incluster_config()
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config()
+    return k8s.ApiClient()

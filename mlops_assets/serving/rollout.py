@@ -12,13 +12,17 @@ Traffic moves first (a deployment that fails readiness changes nothing), then th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from mlops_assets.model_config import ModelConfig
-from mlops_assets.serving.deployment import DeploymentSpec, deploy_local
-from mlops_assets.settings import Environment, Settings
-from mlops_assets.training.promotion import record, set_alias
-from mlops_assets.training.registry import CHALLENGER, CHAMPION, alias_version, client
+from mlops_assets.serving.deployment import (
+    DeploymentSpec,
+    active_spec,
+    resolve_pending,
+    set_pending,
+)
+from mlops_assets.training.decisions import record, set_alias
+from mlops_assets.training.registry import CHALLENGER, CHAMPION, Registry, alias_version, client
 
 PREVIOUS_CHAMPION = "previous_champion"
 
@@ -27,10 +31,19 @@ class RolloutError(RuntimeError):
     """Nothing to promote or roll back, or the registry has no champion."""
 
 
+class Deployer(Protocol):
+    """What rollouts need of a deployer (mlops_assets.resources: the local model server, or a
+    KServe InferenceService)."""
+
+    def apply(self, config: ModelConfig, spec: DeploymentSpec) -> dict[str, Any]: ...
+
+    def state(self, model: str) -> dict[str, Any] | None: ...
+
+
 def desired_spec(
-    settings: Settings, config: ModelConfig, actor: str, reason: str
+    registry: Registry, config: ModelConfig, actor: str, reason: str
 ) -> DeploymentSpec:
-    mlflow_client = client(settings)
+    mlflow_client = client(registry)
     name = config.registered_model
     champion = alias_version(mlflow_client, name, CHAMPION)
     if champion is None:
@@ -48,77 +61,74 @@ def desired_spec(
     )
 
 
-def apply_spec(settings: Settings, config: ModelConfig, spec: DeploymentSpec) -> dict[str, Any]:
-    """Serve `spec`: the local model server, or an InferenceService in prod; then record it as
-    the current deployment (the canary sensor and `mlops status` read it back)."""
-    if settings.env is Environment.PROD:
-        from mlops_assets.serving.inference_service import apply, render, validate
-
-        manifest = render(config, spec)
-        validate(manifest)
-        applied = apply(manifest)
-        where = {
-            "inference_service": f"{config.serving.namespace}/{config.name}",
-            "applied": bool(applied),
-        }
-    else:
-        state = deploy_local(settings, config, spec)
-        where = {"endpoint": state["endpoint"], "pid": state["pid"]}
+def apply_spec(
+    registry: Registry, deployer: Deployer, config: ModelConfig, spec: DeploymentSpec
+) -> dict[str, Any]:
+    """Put `spec` in front of traffic: pending until the deployer says it is ready, then active
+    (the deployments table is the one record of what serves); a spec that fails is dropped."""
+    set_pending(registry, spec)
+    try:
+        where = deployer.apply(config, spec)
+    except BaseException:
+        resolve_pending(registry, config.name, ready=False)
+        raise
+    resolve_pending(registry, config.name, ready=True)
     record(
-        settings,
+        registry,
         config.registered_model,
         spec.challenger_version or spec.champion_version,
         "deployment",
         "serving",
         spec.actor,
         spec.reason,
-        {"spec": spec.model_dump(mode="json"), "split": spec.split()},
+        {"split": spec.split()},
     )
     return where
 
 
-def current_spec(settings: Settings, config: ModelConfig) -> DeploymentSpec | None:
-    """The last deployment that became ready (from the decision log, the same in both profiles)."""
-    import json
-
-    from mlops_assets.training.promotion import last_event
-
-    event = last_event(settings, config.registered_model, "deployment")
-    return DeploymentSpec.model_validate(json.loads(event["metrics"])["spec"]) if event else None
+def current_spec(registry: Registry, config: ModelConfig) -> DeploymentSpec | None:
+    """The deployment that serves now (the last one that became ready)."""
+    return active_spec(registry, config.name)
 
 
 def deploy(
-    settings: Settings, config: ModelConfig, actor: str, reason: str = "deploy"
+    registry: Registry, deployer: Deployer, config: ModelConfig, actor: str, reason: str = "deploy"
 ) -> dict[str, Any]:
-    spec = desired_spec(settings, config, actor, reason)
-    where = apply_spec(settings, config, spec)
+    spec = desired_spec(registry, config, actor, reason)
+    where = apply_spec(registry, deployer, config, spec)
     return {"spec": spec.model_dump(mode="json"), **where}
 
 
-def promote(settings: Settings, config: ModelConfig, actor: str, reason: str) -> dict[str, Any]:
-    mlflow_client = client(settings)
+def _arms(registry: Registry, config: ModelConfig) -> tuple[Any, str, str | None, str | None]:
+    """The MLflow client, the registered model's name, its champion and challenger versions."""
+    mlflow_client = client(registry)
     name = config.registered_model
     champion = alias_version(mlflow_client, name, CHAMPION)
-    challenger = alias_version(mlflow_client, name, CHALLENGER)
+    return mlflow_client, name, champion, alias_version(mlflow_client, name, CHALLENGER)
+
+
+def promote(
+    registry: Registry, deployer: Deployer, config: ModelConfig, actor: str, reason: str
+) -> dict[str, Any]:
+    mlflow_client, name, champion, challenger = _arms(registry, config)
     if challenger is None or challenger == champion:
         raise RolloutError(f"model {name} has no challenger to promote (champion is v{champion})")
     spec = DeploymentSpec(
         model=config.name, champion_version=challenger, actor=actor, reason=reason
     )
-    where = apply_spec(settings, config, spec)
+    where = apply_spec(registry, deployer, config, spec)
     if champion is not None:
-        set_alias(settings, name, PREVIOUS_CHAMPION, champion, actor, f"replaced by v{challenger}")
-    set_alias(settings, name, CHAMPION, challenger, actor, reason)
+        set_alias(registry, name, PREVIOUS_CHAMPION, champion, actor, f"replaced by v{challenger}")
+    set_alias(registry, name, CHAMPION, challenger, actor, reason)
     mlflow_client.delete_registered_model_alias(name, CHALLENGER)
-    record(settings, name, challenger, "rollout", "promoted", actor, reason, {"previous": champion})
+    record(registry, name, challenger, "rollout", "promoted", actor, reason, {"previous": champion})
     return {"champion": challenger, "previous_champion": champion, "split": spec.split(), **where}
 
 
-def rollback(settings: Settings, config: ModelConfig, actor: str, reason: str) -> dict[str, Any]:
-    mlflow_client = client(settings)
-    name = config.registered_model
-    champion = alias_version(mlflow_client, name, CHAMPION)
-    challenger = alias_version(mlflow_client, name, CHALLENGER)
+def rollback(
+    registry: Registry, deployer: Deployer, config: ModelConfig, actor: str, reason: str
+) -> dict[str, Any]:
+    mlflow_client, name, champion, challenger = _arms(registry, config)
     if champion is None:
         raise RolloutError(f"model {name} has no champion")
     if challenger is not None and challenger != champion:
@@ -126,10 +136,10 @@ def rollback(settings: Settings, config: ModelConfig, actor: str, reason: str) -
         spec = DeploymentSpec(
             model=config.name, champion_version=champion, actor=actor, reason=reason
         )
-        where = apply_spec(settings, config, spec)
+        where = apply_spec(registry, deployer, config, spec)
         mlflow_client.delete_registered_model_alias(name, CHALLENGER)
         record(
-            settings,
+            registry,
             name,
             challenger,
             "rollout",
@@ -143,22 +153,20 @@ def rollback(settings: Settings, config: ModelConfig, actor: str, reason: str) -
     if previous is None or previous == champion:
         raise RolloutError(f"model {name}: no canary running and no previous champion to restore")
     spec = DeploymentSpec(model=config.name, champion_version=previous, actor=actor, reason=reason)
-    where = apply_spec(settings, config, spec)
-    set_alias(settings, name, CHAMPION, previous, actor, reason)
+    where = apply_spec(registry, deployer, config, spec)
+    set_alias(registry, name, CHAMPION, previous, actor, reason)
     mlflow_client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
     record(
-        settings, name, champion, "rollout", "rolled_back", actor, reason, {"restored": previous}
+        registry, name, champion, "rollout", "rolled_back", actor, reason, {"restored": previous}
     )
     return {"champion": previous, "rolled_back": champion, "split": spec.split(), **where}
 
 
-def status(settings: Settings, config: ModelConfig) -> dict[str, Any]:
-    """What the registry says and what the local server serves."""
-    from mlops_assets.serving.deployment import server_state
-
-    mlflow_client = client(settings)
+def status(registry: Registry, deployer: Deployer, config: ModelConfig) -> dict[str, Any]:
+    """What the registry says, what serves at what split, and where."""
+    mlflow_client = client(registry)
     name = config.registered_model
-    spec = current_spec(settings, config)
+    spec = current_spec(registry, config)
     return {
         "aliases": {
             alias: alias_version(mlflow_client, name, alias)
@@ -166,5 +174,5 @@ def status(settings: Settings, config: ModelConfig) -> dict[str, Any]:
         },
         "deployment": spec.model_dump(mode="json") if spec else None,
         "split": spec.split() if spec else {},
-        "server": server_state(settings, config.name),
+        "server": deployer.state(config.name),
     }

@@ -1,6 +1,7 @@
-"""MLflow tracking and registry: SQLite + a local artifact folder by default, PostgreSQL + S3 in prod
-(`MLOPS_MLFLOW_TRACKING_URI`, `MLOPS_MLFLOW_ARTIFACT_ROOT`). Versions move between registry aliases
-(`challenger`, `champion`), never deprecated stages.
+"""The MLflow tracking server and model registry, and where the promotion decisions are logged: a
+`Registry` names them (SQLite and a local artifact folder embedded, PostgreSQL and S3 in
+production; `mlops_assets.resources` picks). Versions move between registry aliases (`challenger`,
+`champion`), never deprecated stages.
 
 Models are stored with skops, never pickle, and loaded only after skops lists every type the file
 would instantiate and each is one skops trusts by default (sklearn, numpy, scipy basics) or one of
@@ -10,11 +11,10 @@ that needs any other type is refused before anything in it runs."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from mlops_assets.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,52 +41,74 @@ class UnsafeModelError(RuntimeError):
 LINEAGE_TAGS = ("dvc_md5", "feature_service", "git_commit", "kfp_run_id", "dagster_run_id")
 
 
-def tracking_uri(settings: Settings) -> str:
-    if settings.mlflow_tracking_uri:
-        return settings.mlflow_tracking_uri
-    folder = settings.data_dir / "mlflow"
+@dataclass(frozen=True)
+class Registry:
+    tracking_uri: str
+    artifact_root: str
+    decisions_url: str  # SQLAlchemy URL of the decision log (mlops_assets/training/promotion.py)
+
+    @classmethod
+    def from_environment(cls) -> Registry:
+        """Inside a pipeline step: the URIs the runner (kfp.local) or the cluster's secrets put in
+        the step's environment."""
+        missing = [name for name in ENV_VARS.values() if not os.environ.get(name)]
+        if missing:
+            raise RuntimeError(f"the registry is not configured for this process: set {missing}")
+        return cls(**{field: os.environ[name] for field, name in ENV_VARS.items()})
+
+    def environment(self) -> dict[str, str]:
+        return {name: getattr(self, field) for field, name in ENV_VARS.items()}
+
+
+# How a registry travels to a pipeline step (the same names the cluster's secrets mount).
+ENV_VARS = {
+    "tracking_uri": "MLOPS_MLFLOW_TRACKING_URI",
+    "artifact_root": "MLOPS_MLFLOW_ARTIFACT_ROOT",
+    "decisions_url": "MLOPS_DECISIONS_DB_URL",
+}
+
+
+def local_folder(uri: str) -> Path | None:
+    """The folder a sqlite:/// or file:// URI lives in (created on first use), else None."""
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+    elif uri.startswith("file://"):
+        folder = Path(uri.removeprefix("file://"))
+    else:
+        return None
     folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'mlflow.db'}"
+    return folder
 
 
-def artifact_root(settings: Settings) -> str:
-    if settings.mlflow_artifact_root:
-        return settings.mlflow_artifact_root
-    folder = settings.data_dir / "mlflow" / "artifacts"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder.as_uri()
-
-
-def client(settings: Settings | None = None) -> MlflowClient:
+def client(registry: Registry) -> MlflowClient:
     import mlflow
     from mlflow import MlflowClient
 
-    settings = settings or get_settings()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    uri = tracking_uri(settings)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    local_folder(registry.tracking_uri)
+    mlflow.set_tracking_uri(registry.tracking_uri)
+    mlflow.set_registry_uri(registry.tracking_uri)
+    return MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)
 
 
-def experiment_id(mlflow_client: MlflowClient, name: str, settings: Settings) -> str:
+def experiment_id(mlflow_client: MlflowClient, name: str, registry: Registry) -> str:
     """The model's experiment, created with an explicit artifact location (MLflow's default is a
     folder in the working directory)."""
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     return mlflow_client.create_experiment(
-        name, artifact_location=f"{artifact_root(settings)}/{name}"
+        name, artifact_location=f"{registry.artifact_root}/{name}"
     )
 
 
 def log_and_register(
+    registry: Registry,
     estimator: Any,
     input_example: pd.DataFrame,
     config: ModelConfig,
     metrics: dict[str, dict[str, float]],
     lineage: dict[str, str],
-    settings: Settings | None = None,
     documents: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
     """One MLflow run with params, metrics, the model (signature, input example) and lineage tags;
@@ -94,9 +116,8 @@ def log_and_register(
     import mlflow
     from mlflow.models import infer_signature
 
-    settings = settings or get_settings()
-    mlflow_client = client(settings)
-    exp = experiment_id(mlflow_client, config.name, settings)
+    mlflow_client = client(registry)
+    exp = experiment_id(mlflow_client, config.name, registry)
     tags = {k: str(v) for k, v in lineage.items() if v is not None}
     with mlflow.start_run(
         experiment_id=exp, run_name=f"{config.name}-{tags.get('dvc_md5', '')[:8]}"
@@ -169,10 +190,10 @@ def load_estimator(path: Path) -> Any:
     return skops.io.load(path, trusted=[t for t in untrusted if t in TRUSTED_TYPES])
 
 
-def download_model(settings: Settings, model: str, version: str) -> Path:
+def download_model(registry: Registry, model: str, version: str) -> Path:
     """The registered version's MLflow model folder, local (downloaded once per process)."""
-    client(settings)
-    return Path(_download(tracking_uri(settings), model, version))
+    client(registry)
+    return Path(_download(registry.tracking_uri, model, version))
 
 
 def load_registered(local: Path) -> Any:
@@ -189,11 +210,11 @@ def load_registered(local: Path) -> Any:
     return load_estimator(local / flavor.get("pickled_model", MODEL_FILE))
 
 
-def load_model(settings: Settings, model: str, version: str) -> Any:
+def load_model(registry: Registry, model: str, version: str) -> Any:
     """A registered version's estimator. Versions are immutable, so a process keeps the few it
     loaded (a daily scoring run over many days loads each once)."""
-    client(settings)
-    return _load(tracking_uri(settings), model, version)
+    client(registry)
+    return _load(registry.tracking_uri, model, version)
 
 
 @lru_cache(maxsize=8)

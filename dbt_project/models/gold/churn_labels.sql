@@ -19,10 +19,10 @@ labelable as (
     select
         features.customer_id,
         features.event_timestamp,
-        {{ dbt.dateadd('day', var('churn_window_days'), 'features.event_timestamp') }} as label_available_at
+        {{ dbt.dateadd('day', var('churn_label_window_days'), 'features.event_timestamp') }} as label_available_at
     from features
     cross join horizon
-    where {{ dbt.dateadd('day', var('churn_window_days'), 'features.event_timestamp') }} <= horizon.data_end
+    where {{ dbt.dateadd('day', var('churn_label_window_days'), 'features.event_timestamp') }} <= horizon.data_end
 ),
 
 future_orders as (

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 
+from mlops_assets.model_config import dbt_vars
 from mlops_assets.settings import PROJECT_ROOT, get_settings
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -42,6 +43,7 @@ def prepare_manifest() -> Path:
         and p.relative_to(DBT_PROJECT_DIR).parts[0] not in {"target", "dbt_packages", "logs"}
     )
     digest = hashlib.sha256(json.dumps(settings.dbt_env(), sort_keys=True).encode())
+    digest.update(dbt_vars().encode())
     for path in sources:
         digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode())
         digest.update(path.read_bytes())
@@ -53,7 +55,7 @@ def prepare_manifest() -> Path:
     ):
         return project.manifest_path
     dbt = DbtCliResource(project_dir=project, target=project.target, dbt_executable=DBT_EXECUTABLE)
-    dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    dbt.cli(["parse", "--quiet", "--vars", dbt_vars()], target_path=project.target_path).wait()
     stamp.write_text(digest.hexdigest())
     return project.manifest_path
 
@@ -64,3 +66,12 @@ def manifest_path() -> Path:
         # A fresh checkout that skipped `mlops prepare`: parse once rather than fail to load.
         prepare_manifest()
     return project.manifest_path
+
+
+def dbt_resource() -> DbtCliResource:
+    """dbt for the environment's target, with the dbt beside this interpreter."""
+    return DbtCliResource(
+        project_dir=lakehouse_project(),
+        target=get_settings().dbt_target,
+        dbt_executable=DBT_EXECUTABLE,
+    )

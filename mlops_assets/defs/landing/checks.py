@@ -5,8 +5,9 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from mlops_assets.defs.landing.assets import LANDING_KEYS, partition_days
+from mlops_assets.defs.keys import LANDING
 from mlops_assets.defs.landing.resources import LandingZoneResource
+from mlops_assets.defs.partitions import partition_days
 
 if TYPE_CHECKING:
     from mlops_assets.datagen.landing import LandingValidation
@@ -39,7 +40,7 @@ def _verdicts(v: "LandingValidation") -> dict[str, tuple[bool, str]]:
 @dg.multi_asset_check(
     specs=[
         dg.AssetCheckSpec(name, asset=key, blocking=True, description=desc)
-        for key in LANDING_KEYS.values()
+        for key in LANDING.values()
         for name, desc in (
             (SCHEMA_CHECK, "Every file has the contract's columns and types."),
             (KEYS_NOT_NULL_CHECK, "No row has a null primary key."),
@@ -51,13 +52,9 @@ def _verdicts(v: "LandingValidation") -> dict[str, tuple[bool, str]]:
 def landing_quality_checks(
     context: dg.AssetCheckExecutionContext, landing_zone: LandingZoneResource
 ):
-    days = partition_days(context)
-    if not days:
-        raise dg.Failure(
-            "landing checks need a partition or partition range to know which days to read"
-        )
+    days = partition_days(context, "landing checks are")
     selected = context.selected_asset_check_keys
-    for table, key in LANDING_KEYS.items():
+    for table, key in LANDING.items():
         wanted = [k for k in selected if k.asset_key == key]
         if not wanted:
             continue

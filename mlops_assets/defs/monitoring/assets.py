@@ -1,46 +1,27 @@
-"""Daily monitoring assets of one model, each with a check that fails when its threshold is crossed."""
+"""Daily monitoring assets, one per model config and monitor of the registry
+(mlops_assets/monitoring/registry.py), each with a check that fails when its threshold is crossed;
+numbers in the materialization's metadata and plots in Markdown, rows in the Iceberg table."""
 
 import dagster as dg
 
-from mlops_assets.defs.landing.assets import partition_days
-from mlops_assets.defs.landing.partitions import daily_partitions
-from mlops_assets.defs.training.resources import TrainingResource
-from mlops_assets.model_config import ModelConfig
-
-CHECK_NAMES = {
-    "performance": "performance_within_thresholds",
-    "feature_drift": "feature_drift_within_thresholds",
-    "prediction_drift": "prediction_drift_within_thresholds",
-    "data_quality": "data_quality_within_thresholds",
-}
-DESCRIPTIONS = {
-    "performance": (
-        "ROC AUC, precision, recall and calibration of the predictions whose actuals are due on the "
-        "monitoring day (the prediction day 31 days earlier), overall and per model version."
-    ),
-    "feature_drift": (
-        "KS test and PSI of every feature of the day's scored customers against the champion's "
-        "training data; breached when too many features drift or one is missing."
-    ),
-    "prediction_drift": "PSI of the day's score distribution against the champion's training scores.",
-    "data_quality": "Rows scored against the trailing week, null shares, features missing from the data.",
-}
+from mlops_assets.defs.keys import actuals_key, monitor_key, predictions_key
+from mlops_assets.defs.partitions import daily_partitions, partition_days
+from mlops_assets.lakehouse.tables import MONITORING
+from mlops_assets.model_config import ModelConfig, model_configs
+from mlops_assets.monitoring.registry import MONITORS, Monitor
+from mlops_assets.resources import (
+    FeatureStoreResource,
+    LakehouseCatalogResource,
+    ModelRegistryResource,
+)
+from mlops_assets.settings import get_settings
 
 
-def monitor_key(config: ModelConfig, monitor: str) -> dg.AssetKey:
-    return dg.AssetKey(["monitoring", config.name, monitor])
-
-
-def build_monitoring_assets(config: ModelConfig) -> list[dg.AssetsDefinition]:
-    return [_monitor_asset(config, monitor) for monitor in CHECK_NAMES]
-
-
-def _monitor_asset(config: ModelConfig, monitor: str) -> dg.AssetsDefinition:
-    key = monitor_key(config, monitor)
-    check_name = CHECK_NAMES[monitor]
-    deps = [dg.AssetKey(["predictions", config.name, "daily"])]
-    if monitor == "performance":
-        deps.append(dg.AssetKey(["predictions", config.name, "actuals"]))
+def build_monitor(model: ModelConfig, monitor: Monitor) -> dg.AssetsDefinition:
+    key = monitor_key(model, monitor.name)
+    deps = [predictions_key(model)]
+    if monitor.reads_actuals:
+        deps.append(actuals_key(model))
 
     @dg.asset(
         key=key,
@@ -49,74 +30,89 @@ def _monitor_asset(config: ModelConfig, monitor: str) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="monitoring",
         kinds={"iceberg"},
-        check_specs=[dg.AssetCheckSpec(check_name, asset=key)],
-        description=DESCRIPTIONS[monitor]
-        + f" Rows in the Iceberg table monitoring.{config.name}_daily.",
+        check_specs=[dg.AssetCheckSpec(monitor.check, asset=key, description=monitor.description)],
+        description=f"{monitor.description} Rows in the Iceberg table {MONITORING.name(model.name)}.",
     )
-    def monitor_asset(context: dg.AssetExecutionContext, training: TrainingResource):
-        from mlops_assets.features.store import feature_store
-        from mlops_assets.monitoring import monitors, plots
+    def monitor_asset(
+        context: dg.AssetExecutionContext,
+        lakehouse: LakehouseCatalogResource,
+        feature_store: FeatureStoreResource,
+        model_registry: ModelRegistryResource,
+    ):
+        from mlops_assets.monitoring.inputs import MonitorInputs
+        from mlops_assets.monitoring.results import MonitoringError, write_results
 
-        settings = training.settings()
-        days = partition_days(context)
-        if not days:
-            raise dg.Failure("monitoring is daily-partitioned: pick a day or a range")
-        store = feature_store(settings) if monitor in ("feature_drift", "data_quality") else None
+        days = partition_days(context, "monitoring is")
+        catalog = lakehouse.catalog()
+        store = feature_store.store() if monitor.reads_features else None
+        inputs = MonitorInputs(model, catalog, model_registry.registry(), get_settings(), store)
         results = []
         for day in days:
             try:
-                if monitor == "performance":
-                    result = monitors.performance(settings, config, day)
-                elif monitor == "prediction_drift":
-                    result = monitors.prediction_drift(settings, config, day)
-                elif monitor == "feature_drift":
-                    result = monitors.feature_drift(settings, config, store, day)
-                else:
-                    result = monitors.data_quality(settings, config, store, day)
-            except monitors.MonitoringError as err:
-                raise dg.Failure(f"{monitor} on {day}: {err}") from None
+                result = monitor.run(inputs, day)
+            except MonitoringError as err:
+                raise dg.Failure(f"{monitor.name} on {day}: {err}") from None
             results.append(result)
-            context.log.info(f"{monitor} {day}: {result.status} {result.summary}")
-        monitors.write_results(settings, config, results)
-        last = results[-1]
-        breached = [str(r.day) for r in results if r.breached]
-        metadata = {
-            **monitors.summary_metadata(last),
-            "days": len(results),
-            "breached_days": ", ".join(breached) or "none",
-            "table": monitors.table_name(config),
-        }
-        table = monitors.read_table(settings, config)
-        folder = settings.data_dir / "monitoring" / "plots" / config.name
-        png = plots.metric_over_time(table, monitor)
-        if png:
-            metadata["plot"] = dg.MetadataValue.md(plots.markdown(png, f"{monitor} over time"))
-            metadata["plot_file"] = dg.MetadataValue.path(str(plots.save(png, folder, monitor)))
-        if monitor == "feature_drift":
-            png = plots.drift_per_feature(table, last.day)
-            if png:
-                metadata["drift_per_feature"] = dg.MetadataValue.md(
-                    plots.markdown(png, "PSI per feature")
-                )
-        yield dg.MaterializeResult(metadata=metadata)
-        yield dg.AssetCheckResult(
-            check_name=check_name,
-            passed=not breached,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "breached_days": ", ".join(breached) or "none",
-                "status_last_day": last.status,
-                **{
-                    k: v
-                    for k, v in monitors.summary_metadata(last).items()
-                    if isinstance(v, int | float | str)
-                },
-            },
-            description=(
-                f"{len(breached)} of {len(results)} day(s) crossed a threshold"
-                if breached
-                else "within thresholds"
-            ),
-        )
+            context.log.info(f"{monitor.name} {day}: {result.status} {result.summary}")
+        write_results(catalog, model, results)
+        yield dg.MaterializeResult(metadata=_metadata(catalog, model, monitor, results))
+        yield _check(monitor, results)
 
     return monitor_asset
+
+
+def _metadata(catalog, model: ModelConfig, monitor: Monitor, results: list) -> dict:
+    from mlops_assets.monitoring import plots
+    from mlops_assets.monitoring.results import read_table, summary_metadata
+
+    last = results[-1]
+    breached = [str(r.day) for r in results if r.breached]
+    metadata = {
+        **summary_metadata(last),
+        "days": len(results),
+        "breached_days": ", ".join(breached) or "none",
+        "table": MONITORING.name(model.name),
+    }
+    table = read_table(catalog, model)
+    folder = get_settings().data_dir / "monitoring" / "plots" / model.name
+    png = plots.metric_over_time(table, monitor.name)
+    if png:
+        metadata["plot"] = dg.MetadataValue.md(plots.markdown(png, f"{monitor.name} over time"))
+        metadata["plot_file"] = dg.MetadataValue.path(str(plots.save(png, folder, monitor.name)))
+    if monitor.per_feature_plot:
+        png = plots.drift_per_feature(table, last.day)
+        if png:
+            metadata["drift_per_feature"] = dg.MetadataValue.md(
+                plots.markdown(png, "PSI per feature")
+            )
+    return metadata
+
+
+def _check(monitor: Monitor, results: list) -> dg.AssetCheckResult:
+    from mlops_assets.monitoring.results import summary_metadata
+
+    last = results[-1]
+    breached = [str(r.day) for r in results if r.breached]
+    return dg.AssetCheckResult(
+        check_name=monitor.check,
+        passed=not breached,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "breached_days": ", ".join(breached) or "none",
+            "status_last_day": last.status,
+            **{k: v for k, v in summary_metadata(last).items() if isinstance(v, int | float | str)},
+        },
+        description=(
+            f"{len(breached)} of {len(results)} day(s) crossed a threshold"
+            if breached
+            else "within thresholds"
+        ),
+    )
+
+
+@dg.definitions
+def monitoring() -> dg.Definitions:
+    models = model_configs().values()
+    return dg.Definitions(
+        assets=[build_monitor(m, mon) for m in models for mon in MONITORS.values()]
+    )

@@ -1,40 +1,64 @@
+"""Per model config: daily batch predictions into Iceberg (partitioned, a day replaced in one
+commit) and the delayed actuals that fill them once their label window has passed."""
+
 import dagster as dg
 
-from mlops_assets.defs.landing.assets import partition_days
-from mlops_assets.defs.landing.partitions import daily_partitions
-from mlops_assets.defs.training.resources import TrainingResource
-from mlops_assets.model_config import ModelConfig
+from mlops_assets.defs.keys import (
+    FEAST_REGISTRY,
+    GOLD_FEATURES,
+    actuals_key,
+    predictions_key,
+    promotion_key,
+    table_key,
+)
+from mlops_assets.defs.partitions import daily_partitions, partition_days
+from mlops_assets.lakehouse.tables import PREDICTIONS
+from mlops_assets.model_config import ModelConfig, model_configs
+from mlops_assets.resources import (
+    FeatureStoreResource,
+    LakehouseCatalogResource,
+    ModelRegistryResource,
+    WarehouseResource,
+)
 
 
-def build_serving_assets(config: ModelConfig) -> list[dg.AssetsDefinition]:
+def build_batch_predictions(model: ModelConfig) -> dg.AssetsDefinition:
+    table = PREDICTIONS.name(model.name)
+
     @dg.asset(
-        key=["predictions", config.name, "daily"],
+        key=predictions_key(model),
         deps=[
-            dg.AssetKey(["models", config.name, "promotion"]),
-            dg.AssetKey(["warehouse", "gold", "customer_features"]),
-            dg.AssetKey(["feast", "registry"]),
+            promotion_key(model),
+            GOLD_FEATURES,
+            FEAST_REGISTRY,
         ],
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="serving",
         kinds={"iceberg", "mlflow"},
         description=(
-            f"Daily {config.name} predictions for every active customer by the champion, with the label "
-            f"engine's risk band, in the Iceberg table predictions.{config.name}_daily (partitioned by "
+            f"Daily {model.name} predictions for every active entity by the champion, with the "
+            f"label engine's risk band, in the Iceberg table {table} (partitioned by "
             "prediction_date; re-running a day replaces it)."
         ),
     )
-    def batch_predictions(context: dg.AssetExecutionContext, training: TrainingResource):
-        from mlops_assets.features.store import feature_store
+    def batch_predictions(
+        context: dg.AssetExecutionContext,
+        lakehouse: LakehouseCatalogResource,
+        feature_store: FeatureStoreResource,
+        model_registry: ModelRegistryResource,
+    ):
         from mlops_assets.serving.batch import ScoringError, score_days
 
-        days = partition_days(context)
-        if not days:
-            raise dg.Failure("batch predictions are daily-partitioned: pick a day or a range")
-        settings = training.settings()
-        store = feature_store(settings)
+        days = partition_days(context, "batch predictions are")
         try:
-            result = score_days(settings, config, store, days)
+            result = score_days(
+                lakehouse.catalog(),
+                feature_store.store(),
+                model_registry.registry(),
+                model,
+                days,
+            )
         except ScoringError as err:
             raise dg.Failure(f"scoring {days[0]} .. {days[-1]} failed: {err}") from None
         for day, summary in result["days"].items():
@@ -52,21 +76,29 @@ def build_serving_assets(config: ModelConfig) -> list[dg.AssetsDefinition]:
             }
         )
 
+    return batch_predictions
+
+
+def build_actuals(model: ModelConfig) -> dg.AssetsDefinition:
     @dg.asset(
-        key=["predictions", config.name, "actuals"],
-        deps=[batch_predictions.key, dg.AssetKey(["warehouse", "silver", "fct_orders"])],
+        key=actuals_key(model),
+        deps=[predictions_key(model), table_key("silver.fct_orders")],
         group_name="serving",
         kinds={"iceberg"},
         description=(
-            f"Delayed actuals for predictions.{config.name}_daily: every scored day whose churn window "
-            "has passed in the warehouse gets `actual` and `actual_timestamp` (days still in their "
-            "window stay null)."
+            f"Delayed actuals for {PREDICTIONS.name(model.name)}: every scored day whose "
+            f"{model.label_window_days}-day label window has passed in the warehouse gets `actual` "
+            "and `actual_timestamp` (days still in their window stay null)."
         ),
     )
-    def actuals(context: dg.AssetExecutionContext, training: TrainingResource):
+    def actuals(
+        context: dg.AssetExecutionContext,
+        lakehouse: LakehouseCatalogResource,
+        warehouse: WarehouseResource,
+    ):
         from mlops_assets.serving.batch import fill_actuals
 
-        result = fill_actuals(training.settings(), config)
+        result = fill_actuals(lakehouse.catalog(), warehouse, model)
         context.log.info(
             f"filled {len(result['filled_days'])} day(s); {result['pending_days']} still waiting"
         )
@@ -79,4 +111,12 @@ def build_serving_assets(config: ModelConfig) -> list[dg.AssetsDefinition]:
             }
         )
 
-    return [batch_predictions, actuals]
+    return actuals
+
+
+@dg.definitions
+def batch() -> dg.Definitions:
+    models = model_configs().values()
+    return dg.Definitions(
+        assets=[f(m) for m in models for f in (build_batch_predictions, build_actuals)]
+    )

@@ -3,14 +3,11 @@ traffic together."""
 
 import dagster as dg
 
-from mlops_assets.defs.training.resources import TrainingResource
-from mlops_assets.model_config import ModelConfig
+from mlops_assets.defs.keys import deployment_key, promotion_key, rollout_job_name
+from mlops_assets.model_config import ModelConfig, model_configs
+from mlops_assets.resources import DeployerResource, ModelRegistryResource
 
 SERVES_CHAMPION_CHECK = "endpoint_serves_the_registry_champion"
-
-
-def deployment_key(config: ModelConfig) -> dg.AssetKey:
-    return dg.AssetKey(["deployments", config.name, "endpoint"])
 
 
 def _metadata(result: dict) -> dict:
@@ -34,66 +31,70 @@ def _metadata(result: dict) -> dict:
     return {k: v for k, v in metadata.items() if v is not None}
 
 
-def build_deployment(config: ModelConfig) -> tuple[list, list, list]:
-    key = deployment_key(config)
+def build_deployment(model: ModelConfig) -> dg.AssetsDefinition:
+    key = deployment_key(model)
 
     @dg.asset(
         key=key,
-        deps=[dg.AssetKey(["models", config.name, "promotion"])],
+        deps=[promotion_key(model)],
         group_name="deployment",
         kinds={"kserve"},
         check_specs=[dg.AssetCheckSpec(SERVES_CHAMPION_CHECK, asset=key, blocking=True)],
         description=(
-            f"The {config.name} predictor serving the registry's champion, with the challenger as a "
-            f"{config.serving.canary_percent}% canary when there is one: a local KServe model server "
-            f"on 127.0.0.1:{config.serving.port}, or an InferenceService in prod. A version that fails "
-            "its readiness check is not deployed; the old one keeps serving."
+            f"The {model.name} predictor serving the registry's champion, with the challenger as "
+            f"a {model.serving.canary_percent}% canary when there is one: the local KServe model "
+            "server, or an InferenceService in prod. A version that fails its readiness check is "
+            "not deployed; the old one keeps serving."
         ),
     )
-    def deployment(context: dg.AssetExecutionContext, training: TrainingResource):
+    def deployment(
+        context: dg.AssetExecutionContext,
+        model_registry: ModelRegistryResource,
+        deployer: DeployerResource,
+    ):
         from mlops_assets.serving.deployment import DeploymentError
         from mlops_assets.serving.rollout import RolloutError, deploy
         from mlops_assets.training.registry import CHAMPION, alias_version, client
 
-        settings = training.settings()
+        registry = model_registry.registry()
+        actor = f"dagster:{context.run_id}"
         try:
-            result = deploy(
-                settings, config, actor=f"dagster:{context.run_id}", reason="deployment asset"
-            )
+            result = deploy(registry, deployer, model, actor=actor, reason="deployment asset")
         except (DeploymentError, RolloutError) as err:
             raise dg.Failure(description=str(err)) from None
         metadata = _metadata(result)
-        context.log.info(f"{config.name}: {metadata['traffic_split']}")
+        context.log.info(f"{model.name}: {metadata['traffic_split']}")
         yield dg.MaterializeResult(metadata=metadata)
-        champion = alias_version(client(settings), config.registered_model, CHAMPION)
+        champion = alias_version(client(registry), model.registered_model, CHAMPION)
         yield dg.AssetCheckResult(
             check_name=SERVES_CHAMPION_CHECK,
             passed=metadata["champion_version"] == champion,
             metadata={"serving": metadata["champion_version"], "registry_champion": champion or ""},
         )
 
-    from mlops_assets.defs.monitoring.sensors import canary_sensor
-
-    jobs = [_rollout_job(config, "promote"), _rollout_job(config, "rollback")]
-    return [deployment], jobs, [canary_sensor(config, jobs)]
+    return deployment
 
 
 class RolloutConfig(dg.Config):
     reason: str = "requested from Dagster"
 
 
-def _rollout_job(model: ModelConfig, action: str) -> dg.JobDefinition:
+def rollout_job(model: ModelConfig, action: str) -> dg.JobDefinition:
     @dg.op(name=f"{action}_{model.name}_op", tags={"kind": "kserve"})
     def rollout_op(
-        context: dg.OpExecutionContext, config: RolloutConfig, training: TrainingResource
+        context: dg.OpExecutionContext,
+        config: RolloutConfig,
+        model_registry: ModelRegistryResource,
+        deployer: DeployerResource,
     ):
         from mlops_assets.serving import rollout
         from mlops_assets.serving.deployment import DeploymentError
 
         operation = rollout.promote if action == "promote" else rollout.rollback
+        actor = f"dagster:{context.run_id}"
         try:
             result = operation(
-                training.settings(), model, actor=f"dagster:{context.run_id}", reason=config.reason
+                model_registry.registry(), deployer, model, actor=actor, reason=config.reason
             )
         except (DeploymentError, rollout.RolloutError) as err:
             raise dg.Failure(description=str(err)) from None
@@ -108,14 +109,27 @@ def _rollout_job(model: ModelConfig, action: str) -> dg.JobDefinition:
         return result
 
     @dg.job(
-        name=f"{action}_{model.name}",
+        name=rollout_job_name(action, model),
         description=(
-            f"{action.capitalize()} {model.name}: registry aliases and traffic move together, recorded "
-            "in the decision log."
+            f"{action.capitalize()} {model.name}: registry aliases and traffic move together, "
+            "recorded in the decision log."
         ),
         tags={"mlops/model": model.name, "mlops/action": action},
     )
-    def rollout_job():
+    def job():
         rollout_op()
 
-    return rollout_job
+    return job
+
+
+@dg.definitions
+def deployments() -> dg.Definitions:
+    from mlops_assets.defs.serving.sensors import canary_sensor
+
+    assets, jobs, sensors = [], [], []
+    for model in model_configs().values():
+        rollouts = [rollout_job(model, action) for action in ("promote", "rollback")]
+        assets.append(build_deployment(model))
+        jobs += rollouts
+        sensors.append(canary_sensor(model, rollouts))
+    return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors)

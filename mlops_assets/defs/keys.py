@@ -1,0 +1,70 @@
+"""Every asset key of the graph, and the per-model job and sensor names, in one place: each domain
+names its own assets and its upstream ones through these, so a key or a name is spelled once. Keys say where data lives (`warehouse/<layer>/...`,
+`predictions/<model>/...`). Also the one run config that other domains address to an asset's
+step (the retraining sensor and the demo set the dataset's label cutoff)."""
+
+import datetime as dt
+
+import dagster as dg
+
+from mlops_assets.datagen.tables import LANDING_TABLES
+from mlops_assets.model_config import ModelConfig
+
+LANDING = {table: dg.AssetKey(["landing", table]) for table in LANDING_TABLES}
+FEAST_REGISTRY = dg.AssetKey(["feast", "registry"])
+FEAST_ONLINE = dg.AssetKey(["feast", "online", "customer_features"])
+
+
+def table_key(table: str) -> dg.AssetKey:
+    """The asset of a warehouse table named `schema.table` (the dbt models' keys)."""
+    return dg.AssetKey(["warehouse", *table.split(".")])
+
+
+GOLD_FEATURES = table_key("gold.customer_features")
+
+
+def dataset_key(model: ModelConfig) -> dg.AssetKey:
+    return dg.AssetKey(["datasets", model.feature_service])
+
+
+def dataset_run_config(model: ModelConfig, labels_known_by: dt.date) -> dict:
+    """Run config that builds the model's training set from the labels known by a day."""
+    step = "__".join(dataset_key(model).path)
+    return {"ops": {step: {"config": {"labels_known_by": labels_known_by.isoformat()}}}}
+
+
+def candidate_key(model: ModelConfig) -> dg.AssetKey:
+    return dg.AssetKey(["models", model.name, "candidate"])
+
+
+def promotion_key(model: ModelConfig) -> dg.AssetKey:
+    return dg.AssetKey(["models", model.name, "promotion"])
+
+
+def deployment_key(model: ModelConfig) -> dg.AssetKey:
+    return dg.AssetKey(["deployments", model.name, "endpoint"])
+
+
+def predictions_key(model: ModelConfig) -> dg.AssetKey:
+    return dg.AssetKey(["predictions", model.name, "daily"])
+
+
+def actuals_key(model: ModelConfig) -> dg.AssetKey:
+    return dg.AssetKey(["predictions", model.name, "actuals"])
+
+
+def monitor_key(model: ModelConfig, monitor: str) -> dg.AssetKey:
+    return dg.AssetKey(["monitoring", model.name, monitor])
+
+
+def retrain_job_name(model: ModelConfig) -> str:
+    return f"retrain_{model.name}"
+
+
+def retrain_sensor_name(model: ModelConfig) -> str:
+    return f"retrain_{model.name}_on_degradation"
+
+
+def rollout_job_name(action: str, model: ModelConfig) -> str:
+    """`promote_<model>` or `rollback_<model>`."""
+    return f"{action}_{model.name}"

@@ -1,0 +1,139 @@
+"""Every Iceberg table of the platform, in one list: name, schema, partitioning, meaning, and how a
+table written by an older version is brought up to date. Writers and readers open tables through
+this registry (`PREDICTIONS.open(catalog, model)`); analysts see the same names in Trino
+(`iceberg.<namespace>.<table>`) and their columns in the README."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+
+
+@dataclass(frozen=True)
+class IcebergTable:
+    template: str  # "<namespace>.<table>", `{model}` filled per model config
+    columns: Callable[[], list[tuple[str, str, bool]]]  # (name, type, nullable), built on use
+    partition_field: str | None
+    description: str
+    # The function in migrations.py that brings a table written by an earlier version up to date
+    # (schema change and row rewrite in one commit); None when the schema never changed.
+    migration: str | None = None
+
+    def name(self, model: str | None = None) -> str:
+        return self.template.format(model=model) if "{model}" in self.template else self.template
+
+    @cached_property
+    def schema(self) -> pa.Schema:
+        import pyarrow as pa
+
+        types = {
+            "string": pa.string(),
+            "int64": pa.int64(),
+            "int32": pa.int32(),
+            "float64": pa.float64(),
+            "bool": pa.bool_(),
+            "date": pa.date32(),
+            "timestamptz": pa.timestamp("us", tz="UTC"),
+        }
+        return pa.schema(
+            [pa.field(name, types[kind], nullable=null) for name, kind, null in self.columns()]
+        )
+
+    def open(self, catalog: Catalog, model: str | None = None) -> Table:
+        """The table, created (and partitioned) if missing, migrated if old."""
+        from mlops_assets.lakehouse import migrations
+        from mlops_assets.lakehouse.catalog import partitioned_table
+
+        name = self.name(model)
+        table = partitioned_table(catalog, name, self.schema, self.partition_field)
+        if self.migration is None:
+            return table
+        return getattr(migrations, self.migration)(table, catalog, name, self.schema)
+
+
+PREDICTIONS = IcebergTable(
+    "predictions.{model}_daily",
+    lambda: [
+        ("prediction_id", "string", False),
+        ("customer_id", "int64", False),
+        ("prediction", "int32", False),
+        ("confidence", "float64", False),
+        ("score", "float64", False),
+        ("risk_band", "string", False),
+        ("rule", "string", False),
+        ("model_version", "string", False),
+        ("prediction_date", "date", False),
+        ("prediction_timestamp", "timestamptz", False),
+        ("scored_at", "timestamptz", False),
+        ("actual", "int32", True),
+        ("actual_timestamp", "timestamptz", True),
+    ],
+    "prediction_date",
+    "Daily batch predictions, one row per customer and scored day, with delayed actuals.",
+    "predictions_as_of",
+)
+
+INFERENCE_LOG = IcebergTable(
+    "predictions.{model}_online",
+    lambda: [
+        ("request_id", "string", False),
+        ("customer_id", "int64", False),
+        ("features", "string", False),
+        ("score", "float64", False),
+        ("prediction", "int32", False),
+        ("risk_band", "string", False),
+        ("rule", "string", False),
+        ("model_version", "string", False),
+        ("arm", "string", False),
+        ("latency_ms", "float64", False),
+        ("requested_at", "timestamptz", False),
+        ("request_date", "date", False),
+        ("prediction_timestamp", "timestamptz", True),
+    ],
+    "request_date",
+    "The inference log: one row per online prediction, committed in small batches.",
+    "inference_log_columns",
+)
+
+MONITORING = IcebergTable(
+    "monitoring.{model}_daily",
+    lambda: [
+        ("day", "date", False),
+        ("monitor", "string", False),
+        ("metric", "string", False),
+        ("feature", "string", True),
+        ("model_version", "string", True),
+        ("value", "float64", True),
+        ("threshold", "float64", True),
+        ("breached", "bool", False),
+        ("detail", "string", False),
+        ("computed_at", "timestamptz", False),
+    ],
+    "day",
+    "One row per monitor, day and number; one `status` row per monitor and day.",
+    "monitoring_nulls",
+)
+
+TIMELINE = IcebergTable(
+    "monitoring.timeline",
+    lambda: [
+        ("occurred_at", "timestamptz", False),
+        ("data_day", "date", True),
+        ("event", "string", False),
+        ("detail", "string", False),
+        ("run_id", "string", False),
+        ("model_version", "string", False),
+    ],
+    None,
+    "The last `mlops demo`'s story: what happened when, with run ids and versions.",
+    "timeline_occurred_at",
+)
+
+TABLES = (PREDICTIONS, INFERENCE_LOG, MONITORING, TIMELINE)

@@ -1,0 +1,48 @@
+"""Processes: stopping one started in its own session (`start_new_session=True`) together with
+everything it started (the demo's daemon, servers tests start the way users do), and a block
+with variables in this process's environment (inherited by what it starts)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def environment(variables: dict[str, str | None]) -> Iterator[None]:
+    """`variables` set (None: unset) in this process's environment for the block only, so a
+    long-lived process (a code server, a test session) keeps nothing of one block for the next."""
+    saved = {name: os.environ.get(name) for name in variables}
+    try:
+        _apply(variables)
+        yield
+    finally:
+        _apply(saved)
+
+
+def _apply(variables: dict[str, str | None]) -> None:
+    for name, value in variables.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def stop_process_group(process: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM to the group, SIGKILL if it has not exited after `grace` seconds; then SIGKILL to
+    whatever is left of the group (children that outlived their leader)."""
+    gone = (ProcessLookupError, PermissionError)
+    if process.poll() is None:
+        with contextlib.suppress(*gone):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(*gone):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    with contextlib.suppress(*gone):
+        os.killpg(process.pid, signal.SIGKILL)

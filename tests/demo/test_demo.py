@@ -1,0 +1,110 @@
+"""`mlops demo`, the main command, as a user runs it: a world without drift tells its story in a
+few lines and ends with the champion kept; Ctrl-C in the middle stops everything it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from mlops_assets.settings import PROJECT_ROOT
+from mlops_assets.testing import free_port
+
+pytestmark = pytest.mark.slow
+MLOPS = str(Path(sys.executable).parent / "mlops")
+
+
+def _env(root: Path, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MLOPS_DATA_DIR": str(root / "data"),
+        "DAGSTER_HOME": str(root / "data" / "dagster_home"),
+        "MLOPS_SERVING_PORT": str(port),
+    }
+
+
+def _left_behind(root: Path) -> list[str]:
+    """Processes still running with this demo's data folder in their environment."""
+    marker = f"MLOPS_DATA_DIR={root / 'data'}"
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            env = process.environ()
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        if f"MLOPS_DATA_DIR={env.get('MLOPS_DATA_DIR')}" == marker:
+            found.append(" ".join(process.info["cmdline"] or [])[:120])
+    return found
+
+
+def _nothing_left_behind(root: Path, grace: float = 60) -> bool:
+    """No process of this demo is running once `grace` seconds have passed. (Python's own
+    multiprocessing resource tracker of an exited process ends by itself, a moment after it.)"""
+    deadline = time.monotonic() + grace
+    while _left_behind(root) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = _left_behind(root)
+    assert not left, left
+    return True
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_world_without_drift_ends_quietly_with_the_champion_kept(tmp_path):
+    port = free_port()
+    proc = subprocess.run(
+        [MLOPS, "demo", "--no-drift"],  # the default scale, as a user runs it
+        cwd=PROJECT_ROOT,
+        env=_env(tmp_path, port),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) <= 60, proc.stdout
+    assert "no degradation; champion kept" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    log = Path(lines[-1].removeprefix("log: "))
+    assert log.is_file() and log.is_relative_to(tmp_path / "data" / "logs")
+    assert _nothing_left_behind(tmp_path)
+    assert _port_free(port)
+
+
+def test_ctrl_c_in_the_middle_stops_the_daemon_the_server_and_every_step(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [MLOPS, "demo", "--customers", "3000"],
+        cwd=PROJECT_ROOT,
+        env=_env(tmp_path, port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    logs = tmp_path / "data" / "logs"
+    deadline = time.monotonic() + 900  # generous: only the moment matters, not the speed
+    while time.monotonic() < deadline and proc.poll() is None:
+        texts = [p.read_text(errors="replace") for p in logs.glob("demo-*.log")]
+        if any("stage scoring" in text for text in texts):  # the model server is up by now
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in err
+    assert "Traceback" not in out + err
+    assert _nothing_left_behind(tmp_path)
+    assert _port_free(port)

@@ -1,0 +1,242 @@
+"""Batch predictions into Iceberg (real pyiceberg SQL catalog) and analyst SQL in Trino's dialect
+on DuckDB's Iceberg extension, over a small generated shop with a real MLflow champion."""
+
+import datetime as dt
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_assets.datasets.training_set import (
+    Labels,
+    build_training_set,
+    historical_features,
+    load_labels,
+)
+from mlops_assets.lakehouse.sql import QueryError
+from mlops_assets.lakehouse.tables import PREDICTIONS
+from mlops_assets.model_config import model_configs
+from mlops_assets.serving.batch import fill_actuals, offline_features, score_days
+from mlops_assets.serving.label_engine import apply_rules
+from mlops_assets.settings import PROJECT_ROOT
+from mlops_assets.testing import (
+    build_shop,
+    register_quick_model,
+    scratch_world,
+)
+from mlops_assets.training.decisions import set_alias
+from mlops_assets.training.registry import CHAMPION
+
+pytestmark = pytest.mark.slow
+CONFIG = model_configs()["churn"]
+LABELS = Labels.of(CONFIG)
+DAY = dt.date(2025, 5, 20)
+QUERIES = PROJECT_ROOT / "analytics"
+
+
+@dataclass
+class Served:
+    """A scored shop: its settings, initialized resources, feature store and champion."""
+
+    settings: Any
+    resources: Any
+    store: Any
+    version: str
+
+    @property
+    def registry(self):
+        return self.resources.model_registry.registry()
+
+    @property
+    def catalog(self):
+        return self.resources.lakehouse.catalog()
+
+    def score(self, day: dt.date) -> dict:
+        """Score one day, as a daily run does."""
+        return score_days(self.catalog, self.store, self.registry, CONFIG, [day])
+
+    def sql(self, query: str) -> pd.DataFrame:
+        return self.resources.warehouse.analyst_sql(query)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    with scratch_world(root, 3000) as (settings, res):
+        store = build_shop(settings, days=150)
+        folder = root / "dataset"
+        build_training_set(store, LABELS, load_labels(res.warehouse, LABELS), folder)
+        registry = res.model_registry.registry()
+        version = register_quick_model(registry, CONFIG, folder)
+        set_alias(
+            registry, CONFIG.registered_model, CHAMPION, version, actor="test", reason="fixture"
+        )
+        yield Served(settings, res, store, version)
+
+
+def _table(served: Served) -> pd.DataFrame:
+    return served.catalog.load_table(PREDICTIONS.name(CONFIG.name)).scan().to_pandas()
+
+
+def test_offline_features_equal_feasts_point_in_time_join(served):
+    store = served.store
+    as_of = dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    fast = offline_features(store, "churn_v1", as_of).set_index("customer_id")
+    assert len(fast) > 500
+    sample = fast.sample(200, random_state=0).index
+    labels = pd.DataFrame({"customer_id": sample, "event_timestamp": as_of, "churned": 0})
+    feast = historical_features(store, LABELS, labels).set_index("customer_id")
+    for column in (
+        "lifetime_value_usd",
+        "order_count_30d",
+        "plan",
+        "open_ticket_count",
+        "days_since_last_order_now",
+    ):
+        left, right = fast.loc[sample, column], feast.loc[sample, column]
+        if left.dtype.kind == "f":
+            np.testing.assert_allclose(left.to_numpy(float), right.to_numpy(float), rtol=1e-9)
+        else:
+            assert (left.to_numpy() == right.to_numpy()).all(), column
+
+
+def test_a_day_is_scored_once_and_a_rerun_replaces_it(served):
+    version = served.version
+    first = served.score(DAY)
+    served.score(DAY + dt.timedelta(days=1))
+    again = served.score(DAY)
+    table = _table(served)
+    day = table[table["prediction_date"] == DAY]
+    assert len(day) == first["rows"] == again["rows"]
+    assert day["prediction_id"].is_unique and table["prediction_id"].is_unique
+    assert set(day["model_version"]) == {version}
+    assert day["actual"].isna().all()
+    assert ((day["confidence"] >= 0.5) & (day["confidence"] <= 1)).all()
+    assert set(day["risk_band"]) <= {"low", "medium", "high", "critical"}
+    # The partition spec is the day: analysts prune by prediction_date.
+    spec = served.catalog.load_table(PREDICTIONS.name(CONFIG.name)).spec()
+    assert [f.name for f in spec.fields] == ["prediction_date"]
+
+
+def test_analyst_queries_match_pandas(served):
+    for offset in range(3):
+        served.score(DAY + dt.timedelta(days=offset))
+    data = _table(served)
+
+    volume = served.sql((QUERIES / "daily_volume.sql").read_text())
+    expected = data.groupby("prediction_date").agg(
+        predictions=("score", "size"), mean_score=("score", "mean")
+    )
+    assert volume["predictions"].tolist() == expected["predictions"].tolist()
+    np.testing.assert_allclose(volume["mean_score"], expected["mean_score"].round(6), atol=1e-6)
+
+    deciles = served.sql((QUERIES / "score_distribution.sql").read_text())
+    expected = (
+        data.assign(d=np.floor(data["score"] * 10).astype(int))
+        .groupby(["model_version", "d"])
+        .size()
+    )
+    assert deciles["predictions"].tolist() == expected.tolist()
+
+    bands = served.sql((QUERIES / "risk_bands.sql").read_text())
+    expected = data.groupby(["prediction_date", "risk_band"]).agg(
+        customers=("score", "size"), raised=("rule", lambda r: int((r != "score").sum()))
+    )
+    assert bands["customers"].tolist() == expected["customers"].tolist()
+    assert bands["raised_by_override"].astype(int).tolist() == expected["raised"].tolist()
+
+
+def test_actuals_arrive_once_the_churn_window_has_passed(served):
+    settings = served.settings
+    early = dt.date(2025, 4, 10)  # window ends 2025-05-11, inside the 150 landed days
+    served.score(early)
+    served.score(DAY)  # window ends after the landed data
+    result = fill_actuals(served.catalog, served.resources.warehouse, CONFIG)
+    assert str(early) in result["filled_days"] and str(DAY) not in result["filled_days"]
+    table = _table(served)
+    filled = table[table["prediction_date"] == early]
+    assert filled["actual"].notna().all()
+    assert table[table["prediction_date"] == DAY]["actual"].isna().all()
+    # Independently: churned = no order in the 30 days after the as-of time.
+    import duckdb
+
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        buyers = set(
+            con.execute(
+                "select distinct customer_id from silver.fct_orders "
+                "where ordered_at >= ? and ordered_at < ?",
+                [dt.datetime(2025, 4, 11), dt.datetime(2025, 5, 11)],
+            ).df()["customer_id"]
+        )
+    expected = (~filled["customer_id"].isin(buyers)).astype(int)
+    assert (filled["actual"].astype(int).to_numpy() == expected.to_numpy()).all()
+    assert 0.05 < filled["actual"].mean() < 0.95
+    # A second sweep changes nothing; the accuracy query sees the labelled day only.
+    before = _table(served).sort_values("prediction_id").reset_index(drop=True)
+    fill_actuals(served.catalog, served.resources.warehouse, CONFIG)
+    after = _table(served).sort_values("prediction_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(before, after)
+    accuracy = served.sql((QUERIES / "accuracy.sql").read_text())
+    assert accuracy["prediction_date"].astype(str).tolist() == [str(early)]
+    expected_accuracy = (filled["prediction"] == filled["actual"]).mean()
+    assert accuracy["accuracy"].iloc[0] == pytest.approx(expected_accuracy, abs=1e-6)
+
+
+def test_bad_sql_is_a_clear_error(served):
+    with pytest.raises(QueryError, match="query failed"):
+        served.sql("SELECT no_such_column FROM iceberg.predictions.churn_daily")
+    with pytest.raises(QueryError, match="expected one statement"):
+        served.sql("SELECT 1; SELECT 2")
+
+
+def test_label_engine_bands_and_overrides():
+    rules = CONFIG.label_engine
+    features = pd.DataFrame(
+        {
+            "plan": ["free", "premium", "premium", "basic", "free"],
+            "open_ticket_count": [0, 2, 0, 0, 0],
+            "segment": ["loyal", "loyal", "loyal", "new", "loyal"],
+        }
+    )
+    scores = np.array([0.1, 0.1, 0.1, 0.1, 0.9])
+    out = apply_rules(scores, features, rules, threshold=0.5)
+    assert out["risk_band"].tolist() == ["low", "high", "low", "medium", "critical"]
+    assert out["rule"].tolist() == [
+        "score",
+        "override:premium_with_open_tickets",
+        "score",
+        "override:new_customer_watch",
+        "score",
+    ]
+    assert out["prediction"].tolist() == [0, 0, 0, 0, 1]
+
+
+def test_mlops_sql_cli_runs_a_file(served):
+    settings = served.settings
+    proc = subprocess.run(
+        [
+            str(Path(os.sys.executable).parent / "mlops"),
+            "sql",
+            "--file",
+            str(QUERIES / "daily_volume.sql"),
+        ],
+        env={**os.environ, "MLOPS_DATA_DIR": str(settings.data_dir)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "prediction_date" in proc.stdout and str(DAY) in proc.stdout
+    bad = subprocess.run(
+        [str(Path(os.sys.executable).parent / "mlops"), "sql", "SELEC nonsense"],
+        env={**os.environ, "MLOPS_DATA_DIR": str(settings.data_dir)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1 and "error:" in bad.stderr and "Traceback" not in bad.stderr
