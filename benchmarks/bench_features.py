@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import time
 import uuid
 import warnings
@@ -31,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlops_assets.testing import SYNTHETIC_LAST, synthetic_gold_table
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 
-from mlops_assets.testing import SYNTHETIC_LAST, synthetic_gold_table  # noqa: E402
 
 LAST = pd.Timestamp(SYNTHETIC_LAST)
 

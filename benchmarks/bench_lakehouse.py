@@ -17,12 +17,10 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from mlops_assets.datagen.landing import land_day  # noqa: E402
 from mlops_assets.defs.dbt.project import DBT_EXECUTABLE, DBT_PROJECT_DIR  # noqa: E402

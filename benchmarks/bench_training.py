@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import shutil
 import statistics
-import sys
 import warnings
 from pathlib import Path
 
@@ -27,7 +26,6 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 
 

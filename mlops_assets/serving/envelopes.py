@@ -102,26 +102,25 @@ def _check_parameters(value: Any, where: str) -> None:
             )
 
 
-def check_v1_envelope(payload: Any) -> None:
-    """A V1 body is an object with exactly `instances` (the predictor checks the instances)."""
+def _require_object(payload: Any, example: str) -> None:
     if not isinstance(payload, dict):
         raise Rejection(
             400,
             "invalid_input",
-            f'the body must be a JSON object like {{"instances": [...]}}, got {_kind(payload)}',
+            f"the body must be a JSON object like {example}, got {_kind(payload)}",
         )
+
+
+def check_v1_envelope(payload: Any) -> None:
+    """A V1 body is an object with exactly `instances` (the predictor checks the instances)."""
+    _require_object(payload, '{"instances": [...]}')
     _check_fields(payload, _V1_FIELDS, "the body")
 
 
 def check_v2_envelope(payload: Any) -> None:
     """The Open Inference Protocol request envelope with strict JSON types (KServe's pydantic
     models would coerce "3" to 3, or answer 422); the tensors' contents are the predictor's."""
-    if not isinstance(payload, dict):
-        raise Rejection(
-            400,
-            "invalid_input",
-            f'the body must be a JSON object like {{"inputs": [...]}}, got {_kind(payload)}',
-        )
+    _require_object(payload, '{"inputs": [...]}')
     _check_fields(payload, _V2_FIELDS, "the body")
     if payload.get("id") is not None and not isinstance(payload["id"], str):
         raise Rejection(400, "invalid_input", f"'id' must be a string, got {_kind(payload['id'])}")
