@@ -63,6 +63,7 @@ def prepare_world(settings: Settings, options: DemoOptions) -> tuple[World, bool
 
 def run_demo(options: DemoOptions) -> int:
     """Returns the exit code: 0 when the story ran to its end, 1 on a failure, 130 on Ctrl-C."""
+    from mlops_assets.demo import runs
     from mlops_assets.demo.plan import Plan
     from mlops_assets.resources import open_resources
     from mlops_assets.settings import get_settings
@@ -73,6 +74,7 @@ def run_demo(options: DemoOptions) -> int:
     plan = Plan(world, label_window_days=config.label_window_days).check()
     # A SIGTERM stops the demo like Ctrl-C does: through the clean-up below.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    runs.watch_interrupts()
     os.environ.update(PLANNED_EVENTS)
     with open_resources(settings) as res:
         return _run(settings, plan, config, res, options, changed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +25,38 @@ if TYPE_CHECKING:
     from mlops_assets.settings import Settings
 
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_wakeup: dict[str, int] = {}  # the read end of the signal wake-up pipe, once installed
+
+
+def watch_interrupts() -> None:
+    """Note every Ctrl-C (and SIGTERM) at the C level, whoever's Python handler is installed:
+    Dagster's in-process execution captures SIGINT in places and can drop it, so the demo checks
+    after each run whether one arrived. Main thread only, once per process."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    _wakeup["read"] = read
+
+
+def unwatch_interrupts() -> None:
+    signal.set_wakeup_fd(-1)
+    read = _wakeup.pop("read", None)
+    if read is not None:
+        os.close(read)
+
+
+def _interrupt_arrived() -> bool:
+    if "read" not in _wakeup:
+        return False
+    try:
+        received = os.read(_wakeup["read"], 1024)
+    except BlockingIOError:
+        return False
+    return any(number in _STOP_SIGNALS for number in received)
 
 
 class RunFailed(RuntimeError):
@@ -69,6 +102,8 @@ def run_job(
     finally:
         stop.set()
         watcher.join(2)
+    if _interrupt_arrived():  # a Ctrl-C the run swallowed is still Ctrl-C
+        raise KeyboardInterrupt
     if not result.success:
         failed = [e for e in result.all_events if e.is_step_failure]
         # Dagster turns Ctrl-C inside a step (or while it sets up resources) into a failed,
