@@ -176,6 +176,62 @@ def dataset_pull(
     _echo("dataset", f"{md5} -> {path}")
 
 
+services_app = typer.Typer(
+    help="The services profile on this node: SeaweedFS (S3 + Iceberg REST), PostgreSQL, Redis.",
+    no_args_is_help=True,
+)
+app.add_typer(services_app, name="services")
+
+
+@services_app.command("up")
+def services_up() -> None:
+    """Start SeaweedFS (S3 and the Iceberg REST catalog, on 127.0.0.1) and check the others."""
+    from mlops_assets.services import ServiceError, start_seaweed
+
+    node = get_settings().seaweed()
+    try:
+        state = start_seaweed(node)
+    except ServiceError as err:
+        raise typer.Exit(_fail(str(err))) from None
+    _echo("services", f"SeaweedFS pid {state['pid']}, data {node.folder}, log {node.log_path}")
+    _print_services()
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """What runs where; exits 1 if a service is down."""
+    if not _print_services():
+        raise typer.Exit(1)
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop SeaweedFS (PostgreSQL and Redis belong to the machine: they keep running)."""
+    from mlops_assets.services import stop_seaweed
+
+    stopped = stop_seaweed(get_settings().seaweed())
+    _echo("services", "SeaweedFS stopped" if stopped else "SeaweedFS was not running")
+
+
+def _print_services() -> bool:
+    from mlops_assets.services import postgres_status, redis_status, seaweed_status
+
+    settings = get_settings()
+    statuses = [
+        *seaweed_status(settings.seaweed()),
+        postgres_status(settings.postgres_url),
+        redis_status(settings.redis_url),
+    ]
+    for status in statuses:
+        mark = (
+            typer.style("up  ", fg=typer.colors.GREEN)
+            if status.ok
+            else typer.style("DOWN", fg=typer.colors.RED)
+        )
+        typer.echo(f"  {mark} {status.name:<13} {status.where:<40} {status.detail}")
+    return all(status.ok for status in statuses)
+
+
 pipeline_app = typer.Typer(help="Kubeflow Pipelines.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
 
@@ -200,6 +256,9 @@ def serve(
     version: str = typer.Option(None, help="Serve this registered version only (prod pods)."),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(None, help="Default: MLOPS_SERVING_PORT, else serving.port."),
+    standby: bool = typer.Option(
+        False, "--standby", help="Start with no model; load the spec on the first load request."
+    ),
 ) -> None:
     """Run the KServe model server in the foreground (`mlops deploy` starts it in the background)."""
     from mlops_assets.resources import open_resources
@@ -209,7 +268,7 @@ def serve(
     settings = get_settings()
     port = port or settings.serving_port or config.serving.port
     with open_resources(settings) as resources:
-        code = serve_model(resources, settings.data_dir, config, host, port, version)
+        code = serve_model(resources, settings.data_dir, config, host, port, version, standby)
     raise typer.Exit(code)
 
 

@@ -211,6 +211,11 @@ class DeployerResource(dg.ConfigurableResource, ABC):
     @abstractmethod
     def state(self, model: str) -> dict[str, Any] | None: ...
 
+    def standby(self, config: ModelConfig) -> dict[str, Any] | None:
+        """Start the serving runtime ahead of the first deployment, where that saves time; the
+        platform keeps its own runtimes (KServe), so by default there is nothing to do."""
+        return None
+
 
 class LocalDeployer(DeployerResource):
     data_dir: str
@@ -222,6 +227,11 @@ class LocalDeployer(DeployerResource):
         # The server reads the spec it loads from the deployments table, where it is pending.
         state = deploy_local(self.data_dir, self.port or config.serving.port, config)
         return {"endpoint": state["endpoint"], "pid": state["pid"]}
+
+    def standby(self, config) -> dict[str, Any] | None:
+        from mlops_assets.serving.local_server import start_standby
+
+        return start_standby(self.data_dir, self.port or config.serving.port, config)
 
     def stop(self, model: str) -> bool:
         from mlops_assets.serving.local_server import stop_server

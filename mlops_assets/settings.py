@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
+    from mlops_assets.services import Seaweed
     from mlops_assets.world import World
 
 # The repository root: dbt_project/, feature_repo/ and data/ sit beside this package.
@@ -82,6 +83,14 @@ class Settings(BaseSettings):
     namespace: str = "mlops"
     # prod: the S3 endpoint of the lake, when it is not AWS (the Iceberg REST catalog's files).
     s3_endpoint: str | None = None
+    # The services profile on one node (`mlops services up`): SeaweedFS's S3 identity (it listens
+    # on 127.0.0.1 only), and the machine's PostgreSQL and Redis.
+    services_access_key: str = "mlops"
+    services_secret_key: str = "mlops-services-secret"
+    # Added to every SeaweedFS port (8333 S3, 8181 Iceberg REST, ...): a second node beside one.
+    services_port_offset: int = Field(default=0, ge=0, le=30000)
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    redis_url: str = "redis://127.0.0.1:6379/0"
 
     @model_validator(mode="after")
     def _dvc_root_follows_the_data_folder(self) -> Settings:
@@ -98,6 +107,17 @@ class Settings(BaseSettings):
     @property
     def landing(self) -> str:
         return self.landing_uri or str(self.data_dir / "landing")
+
+    def seaweed(self) -> Seaweed:
+        """The SeaweedFS node of `mlops services`: data in <data dir>/services/seaweedfs."""
+        from mlops_assets.services import Seaweed, SeaweedPorts
+
+        return Seaweed(
+            folder=self.data_dir / "services" / "seaweedfs",
+            ports=SeaweedPorts().shifted(self.services_port_offset),
+            access_key=self.services_access_key,
+            secret_key=self.services_secret_key,
+        )
 
     @property
     def dagster_home(self) -> Path:

@@ -167,6 +167,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_port_offset() -> int:
+    """An offset that moves every port of a SeaweedFS node (`Settings.services_port_offset`) onto
+    free loopback ports, so a test's node never meets a running one."""
+    import random
+
+    from mlops_assets.services import SeaweedPorts
+
+    for offset in random.sample(range(1000, 30000), 200):
+        if all(_port_free(port) for port in SeaweedPorts().shifted(offset).all()):
+            return offset
+    raise RuntimeError("no free range of ports for a SeaweedFS node")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 # -- synthetic worlds, for benchmarks at scale ----------------------------------------------------
 
 SYNTHETIC_LAST = dt.date(2025, 8, 27)  # the newest snapshot of the synthetic gold table

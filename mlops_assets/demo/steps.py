@@ -140,6 +140,9 @@ class Demo:
 
     def first_model(self, stage: Stage) -> str:
         known_by = self.plan.first_model_labels_by
+        # The model server starts its imports now, beside the training pipeline; the deployment
+        # at the end of the run then only loads the model into it.
+        self.res.deployer.standby(self.config)
         run_id = runs.run_job(
             self.instance,
             retrain_job_name(self.config),

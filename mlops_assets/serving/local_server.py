@@ -72,37 +72,41 @@ def server_state(data_dir: str | Path, model: str) -> dict[str, Any] | None:
     return state if status == 200 else None
 
 
-def start_server(
-    data_dir: str | Path, port: int, config: ModelConfig, timeout: float | None = None
-) -> dict:
-    """Start the model server for `config` as a separate process and wait until its model is ready."""
+def _spawn(data_dir: str | Path, port: int, config: ModelConfig, *extra: str) -> dict[str, Any]:
+    """The server process for `config` (`mlops serve`), in its own process group; its state."""
     folder = serving_dir(data_dir, config.name)
     log_path = folder / "server.log"
     env = {**os.environ, "MLOPS_DATA_DIR": str(data_dir)}
+    command = [sys.executable, "-m", "mlops_assets.cli", "serve", config.name, "--port", str(port)]
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlops_assets.cli", "serve", config.name, "--port", str(port)],
+            [*command, *extra],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stoppable as a unit
         )
-    state = {
+    return {
         "pid": process.pid,
         "port": port,
         "endpoint": endpoint(port),
         "started_at": dt.datetime.now(dt.UTC).isoformat(),
         "log": str(log_path),
     }
+
+
+def start_server(
+    data_dir: str | Path, port: int, config: ModelConfig, timeout: float | None = None
+) -> dict:
+    """Start the model server for `config` as a separate process and wait until its model is ready."""
+    state = _spawn(data_dir, port, config)
+    log_path = Path(state["log"])
     deadline = time.monotonic() + (timeout or config.serving.ready_timeout_seconds)
     ready_url = f"{state['endpoint']}/v2/models/{config.name}/ready"
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise DeploymentError(
-                f"model server exited with code {process.returncode} before it was ready:\n"
-                + _tail(log_path)
-            )
+        if not _alive(state["pid"]):
+            raise DeploymentError("model server exited before it was ready:\n" + _tail(log_path))
         try:
             status, _ = _http("GET", ready_url, timeout=2)
             if status == 200:
@@ -111,8 +115,22 @@ def start_server(
         except OSError:
             pass
         time.sleep(0.2)
-    _stop_pid(process.pid)
+    _stop_pid(state["pid"])
     raise DeploymentError(f"model server not ready after the timeout:\n{_tail(log_path)}")
+
+
+def start_standby(data_dir: str | Path, port: int, config: ModelConfig) -> dict[str, Any]:
+    """Start the server for `config` with no model, without waiting: its imports (~10 s) overlap
+    whatever runs before the first deployment, which then only loads the model. A server that
+    already runs for `config` is left as it is."""
+    path = _state_path(data_dir, config.name)
+    if path.exists():
+        state = json.loads(path.read_text())
+        if _alive(state["pid"]):
+            return state
+    state = {**_spawn(data_dir, port, config, "--standby"), "standby": True}
+    path.write_text(json.dumps(state, indent=2))
+    return state
 
 
 def stop_server(data_dir: str | Path, model: str, timeout: float = 60.0) -> bool:
@@ -154,20 +172,43 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 def deploy_local(data_dir: str | Path, port: int, config: ModelConfig) -> dict[str, Any]:
     """Serve the model's pending spec on the local server: start one, or have the running one
-    load it (it reads the spec from the deployments table). Raises DeploymentError if the new
-    versions fail their readiness check; the old ones keep serving."""
-    state = server_state(data_dir, config.name)
+    (or the one in standby) load it (it reads the spec from the deployments table). Raises
+    DeploymentError if the new versions fail their readiness check; the old ones keep serving."""
+    timeout = config.serving.ready_timeout_seconds
+    state = _live_state(data_dir, config.name, timeout)
     if state is None:
         stop_server(data_dir, config.name)  # a stale state file or a hung process
         return start_server(data_dir, port, config)
     url = f"{state['endpoint']}/v2/repository/models/{config.name}/load"
-    status, body = _http("POST", url, timeout=config.serving.ready_timeout_seconds)
+    status, body = _http("POST", url, timeout=timeout)
     if status != 200:
         raise DeploymentError(
             f"the new deployment failed its readiness check (HTTP {status}): "
             f"{_error_message(body)}; the previous versions keep serving"
         )
+    if state.pop("standby", False):
+        _state_path(data_dir, config.name).write_text(json.dumps(state, indent=2))
     return state
+
+
+def _live_state(data_dir: str | Path, model: str, timeout: float) -> dict[str, Any] | None:
+    """The running server's state once it answers its liveness probe; a server still starting
+    (a standby one importing) is given `timeout` seconds. None: no server, or a hung one."""
+    path = _state_path(data_dir, model)
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    deadline = time.monotonic() + (timeout if state.get("standby") else 0)
+    while _alive(state["pid"]):
+        try:
+            if _http("GET", f"{state['endpoint']}/v2/health/live", timeout=2)[0] == 200:
+                return state
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
+    return None
 
 
 def _error_message(body: str) -> str:

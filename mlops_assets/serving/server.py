@@ -3,6 +3,7 @@ repository extension) with the project's predictor, bound to 127.0.0.1 locally.
 
     mlops serve churn --port 8085                                  # serves the deployment spec
     mlops serve churn --version 7 --host 0.0.0.0 --port 8080       # prod: one pinned version
+    mlops serve churn --standby                                    # no model until a load request
 
 The CLI opens the environment's resources and hands them in; `mlops deploy` starts the same
 command in the background.
@@ -74,8 +75,11 @@ def serve(
     host: str,
     port: int,
     pinned_version: str | None = None,
+    standby: bool = False,
 ) -> int:
-    """Serve `config`'s model with the environment's `resources` until stopped; the exit code."""
+    """Serve `config`'s model with the environment's `resources` until stopped; the exit code.
+    In standby the server starts with no model (its model routes answer 404) and loads the spec
+    on the first load request: a deployment then skips the server's start-up."""
     from mlops_assets.serving.inference_log import InferenceLog
 
     sys.argv = sys.argv[:1]  # kserve parses sys.argv when imported; ours are not for it
@@ -89,14 +93,15 @@ def serve(
     )
     try:
         repository = build_repository(resources, config, pinned_version, inference_log)
-        return _run(repository, config, host, port)
+        return _run(repository, config, host, port, standby)
     finally:
         code = inference_log.close()
         log.info("inference log flushed (writer exit code %s)", code)
 
 
-def _run(repository: Any, config: ModelConfig, host: str, port: int) -> int:
-    """Load the model, then serve until SIGTERM/SIGINT (in-flight requests finish first)."""
+def _run(repository: Any, config: ModelConfig, host: str, port: int, standby: bool) -> int:
+    """Load the model (unless in standby), then serve until SIGTERM/SIGINT (in-flight requests
+    finish first)."""
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
     from kserve.model_server import app
     from kserve.protocol.dataplane import DataPlane
@@ -108,7 +113,10 @@ def _run(repository: Any, config: ModelConfig, host: str, port: int) -> int:
     from mlops_assets.serving.predictor import NotReady
 
     try:
-        repository.load_model(config.name)
+        if standby:
+            log.info("standby: %s is served after its first load request", config.name)
+        else:
+            repository.load_model(config.name)
     except (NotReady, DeploymentError) as err:
         log.error("not starting: %s", err)
         return 3

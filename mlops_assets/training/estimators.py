@@ -88,15 +88,29 @@ def tune(
     config: ModelConfig, train: pd.DataFrame, validation: pd.DataFrame, features: list[str]
 ) -> tuple[ModelConfig, list[dict]]:
     """Pick the tuning grid's best parameters by validation ROC AUC; returns the config to refit
-    with and every candidate's score."""
+    with and every candidate's score. With early stopping on, each candidate stops on the
+    validation split (the time-based one, not a random slice of train) and the winner is refit
+    for the number of rounds it chose there."""
     from sklearn.metrics import roc_auc_score
 
     X_train, X_val = feature_frame(train, features), feature_frame(validation, features)
+    y_train, y_val = train[config.label], validation[config.label]
     trials = []
     for params in config.tuning.candidates(config.params):
         candidate = config.model_copy(update={"params": params})
-        model = build_estimator(candidate, X_train).fit(X_train, train[config.label])
-        auc = float(roc_auc_score(validation[config.label], model.predict_proba(X_val)[:, 1]))
+        model = build_estimator(candidate, X_train)
+        if params.early_stopping:
+            prepare, classifier = model[:-1], model[-1]
+            prepare.fit(X_train, y_train)
+            classifier.fit(
+                prepare.transform(X_train), y_train, X_val=prepare.transform(X_val), y_val=y_val
+            )
+            params = params.model_copy(
+                update={"max_iter": int(classifier.n_iter_), "early_stopping": False}
+            )
+        else:
+            model.fit(X_train, y_train)
+        auc = float(roc_auc_score(y_val, model.predict_proba(X_val)[:, 1]))
         trials.append({"params": params.model_dump(), "validation_roc_auc": auc})
     best = max(trials, key=lambda t: t["validation_roc_auc"])
     return config.model_copy(update={"params": type(config.params)(**best["params"])}), trials

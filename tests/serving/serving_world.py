@@ -75,6 +75,14 @@ def served_shop(
             res.deployer.stop(BASE.name)
 
 
+def predict(shop: dict[str, Any], ids: list[int]) -> dict:
+    """A V1 prediction for `ids` as of REQUEST_TS, which must succeed."""
+    body = {"instances": [{"customer_id": c, "request_ts": REQUEST_TS} for c in ids]}
+    status, answer = call(f"{shop['url']}{V1}", body)
+    assert status == 200, answer
+    return answer
+
+
 def customers(shop: dict[str, Any], n: int) -> list[int]:
     """Customers with online features (every customer with a gold snapshot), in id order."""
     import duckdb

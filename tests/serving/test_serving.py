@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.lakehouse.tables import INFERENCE_LOG
 from mlops_assets.serving.deployment import (
     DeploymentError,
     active_spec,
@@ -21,23 +20,10 @@ from mlops_assets.testing import register_quick_model
 from mlops_assets.training.decisions import history, set_alias
 from mlops_assets.training.registry import CHALLENGER, CHAMPION, alias_version, client, load_model
 from tests.serving.bad_inputs import BAD_INPUTS, v2_body, v2_raw
-from tests.serving.serving_world import BASE, REQUEST_TS, V1, V2, call, error_counts, served_shop
+from tests.serving.serving_world import BASE, REQUEST_TS, V1, V2, call, error_counts, predict
 from tests.serving.serving_world import customers as _customers
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    with served_shop(tmp_path_factory.mktemp("online")) as world:
-        yield world
-
-
-def _predict(shop, ids: list[int]) -> dict:
-    body = {"instances": [{"customer_id": c, "request_ts": REQUEST_TS} for c in ids]}
-    status, answer = call(f"{shop['url']}{V1}", body)
-    assert status == 200, answer
-    return answer
 
 
 def test_health_readiness_and_model_listing(shop):
@@ -50,7 +36,7 @@ def test_health_readiness_and_model_listing(shop):
 
 def test_v1_scores_equal_the_mlflow_model_on_feast_features(shop):
     ids = _customers(shop, 40)
-    answer = _predict(shop, ids)
+    answer = predict(shop, ids)
     rows = pd.DataFrame(answer["predictions"])
     assert rows["customer_id"].tolist() == ids
     assert set(rows["risk_band"]) <= {b.name for b in BASE.label_engine.bands}
@@ -94,7 +80,7 @@ def test_v2_infer_answers_with_typed_outputs_and_the_version(shop):
     assert all(0.0 <= s <= 1.0 for s in outputs["score"]["data"])
     assert set(outputs["model_version"]["data"]) <= {shop["champion"], shop["challenger"]}
     assert set(answer["model_version"].split(",")) == set(outputs["model_version"]["data"])
-    v1 = pd.DataFrame(_predict(shop, ids)["predictions"])
+    v1 = pd.DataFrame(predict(shop, ids)["predictions"])
     np.testing.assert_allclose(outputs["score"]["data"], v1["score"], rtol=1e-12)
 
 
@@ -112,7 +98,7 @@ def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(
     assert isinstance(answer, dict) and answer["reason"] == reason, answer
     assert message in answer["error"], answer
     assert call(f"{shop['url']}/v2/health/live")[0] == 200
-    assert _predict(shop, _customers(shop, 1))["predictions"]
+    assert predict(shop, _customers(shop, 1))["predictions"]
 
 
 def test_a_bad_request_leaves_the_keep_alive_connection_usable(shop):
@@ -201,7 +187,7 @@ def test_oversized_body_is_413_and_unknown_model_is_404(shop):
 
 
 def test_prometheus_metrics_count_requests_errors_and_versions(shop):
-    _predict(shop, _customers(shop, 3))
+    predict(shop, _customers(shop, 3))
     before = error_counts(call(f"{shop['url']}/metrics")[1], BASE.name)
     call(f"{shop['url']}{V1}", {"instances": []})
     call(f"{shop['url']}{V1}", b"{")
@@ -227,7 +213,7 @@ def test_canary_share_is_within_tolerance_and_sticky_per_customer(shop):
     rng = np.random.default_rng(7)
     served: dict[int, set[str]] = {}
     for c in rng.choice(customers, size=3000):  # one request per call, as clients send them
-        row = _predict(shop, [int(c)])["predictions"][0]
+        row = predict(shop, [int(c)])["predictions"][0]
         served.setdefault(int(c), set()).add(row["model_version"])
     assert all(len(v) == 1 for v in served.values()), "a customer saw both versions"
     share = np.mean([v == {shop["challenger"]} for v in served.values()])
@@ -251,7 +237,7 @@ def test_a_version_that_fails_readiness_leaves_the_old_one_serving(shop):
     # The deployments table still records the old deployment, and no pending one is left.
     assert active_spec(registry, BASE.name).challenger_version == shop["challenger"]
     assert spec_to_serve(registry, BASE.name) == active_spec(registry, BASE.name)
-    versions = {r["model_version"] for r in _predict(shop, _customers(shop, 300))["predictions"]}
+    versions = {r["model_version"] for r in predict(shop, _customers(shop, 300))["predictions"]}
     assert versions == {shop["champion"], shop["challenger"]}
     set_alias(
         registry,
@@ -272,12 +258,12 @@ def test_promote_then_rollback_move_aliases_and_traffic_together(shop):
     mlflow = client(registry)
     assert alias_version(mlflow, BASE.registered_model, CHAMPION) == challenger
     assert alias_version(mlflow, BASE.registered_model, CHALLENGER) is None
-    assert {r["model_version"] for r in _predict(shop, ids)["predictions"]} == {challenger}
+    assert {r["model_version"] for r in predict(shop, ids)["predictions"]} == {challenger}
 
     result = rollback(registry, deployer, config, actor="test", reason="worse on actuals")
     assert result["champion"] == champion and result["rolled_back"] == challenger
     assert alias_version(mlflow, BASE.registered_model, CHAMPION) == champion
-    assert {r["model_version"] for r in _predict(shop, ids)["predictions"]} == {champion}
+    assert {r["model_version"] for r in predict(shop, ids)["predictions"]} == {champion}
     with pytest.raises(RolloutError, match="no canary running and no previous champion"):
         rollback(registry, deployer, config, actor="test", reason="nothing left")
 
@@ -286,52 +272,15 @@ def test_promote_then_rollback_move_aliases_and_traffic_together(shop):
         registry, BASE.registered_model, CHALLENGER, challenger, actor="test", reason="canary again"
     )
     deploy(registry, deployer, config, actor="test", reason="canary")
-    assert {r["model_version"] for r in _predict(shop, ids)["predictions"]} == {
+    assert {r["model_version"] for r in predict(shop, ids)["predictions"]} == {
         champion,
         challenger,
     }
     rollback(registry, deployer, config, actor="test", reason="canary lost")
-    assert {r["model_version"] for r in _predict(shop, ids)["predictions"]} == {champion}
+    assert {r["model_version"] for r in predict(shop, ids)["predictions"]} == {champion}
     events = [(h["event"], h["outcome"]) for h in history(registry, BASE.registered_model)]
     assert events.count(("rollout", "promoted")) == 1
     assert events.count(("rollout", "rolled_back")) == 2
-
-
-def test_every_online_prediction_reaches_the_inference_log_on_clean_shutdown(shop):
-    registry, deployer, config = shop["registry"], shop["deployer"], shop["config"]
-    ids = _customers(shop, 50)
-    sent = {}
-    for i in range(120):
-        request_id = f"log-test-{i}"
-        batch = ids[i % 10 : i % 10 + 1 + i % 4]
-        # Every fifth request gives no request_ts: its predictions are as of their arrival.
-        stamp = {"request_ts": REQUEST_TS} if i % 5 else {}
-        body = {"instances": [{"customer_id": c, **stamp} for c in batch]}
-        status, answer = call(f"{shop['url']}{V1}", body, {"x-request-id": request_id})
-        assert status == 200
-        sent[request_id] = answer["predictions"]
-    assert deployer.stop(BASE.name)  # SIGTERM: drain, flush, exit
-    catalog = shop["resources"].lakehouse.catalog()
-    log = catalog.load_table(INFERENCE_LOG.name(BASE.name)).scan().to_pandas()
-    ours = log[log["request_id"].str.startswith("log-test-")]
-    assert len(ours) == sum(len(p) for p in sent.values())
-    assert not ours.duplicated(["request_id", "customer_id"]).any()
-    for request_id, predictions in list(sent.items())[:20]:
-        rows = ours[ours["request_id"] == request_id].sort_values("customer_id")
-        expected = pd.DataFrame(predictions).sort_values("customer_id")
-        np.testing.assert_allclose(rows["score"], expected["score"], rtol=1e-12)
-        assert rows["model_version"].tolist() == expected["model_version"].tolist()
-        assert (rows["latency_ms"] > 0).all()
-        features = json.loads(rows["features"].iloc[0])
-        assert "lifetime_value_usd" in features and "days_since_last_order_now" in features
-    # prediction_timestamp: the request_ts the client gave, else the arrival (requested_at).
-    index = ours["request_id"].str.removeprefix("log-test-").astype(int)
-    given, arrival = ours[index % 5 != 0], ours[index % 5 == 0]
-    assert len(given) and len(arrival)
-    assert (given["prediction_timestamp"] == pd.Timestamp(REQUEST_TS)).all()
-    assert (given["requested_at"] > pd.Timestamp(REQUEST_TS)).all()  # the wall clock
-    assert (arrival["prediction_timestamp"] == arrival["requested_at"]).all()
-    deploy(registry, deployer, config, actor="test", reason="restart after the log test")
 
 
 def test_compiled_scorer_equals_sklearn_including_missing_and_unknown_values(shop):
@@ -375,7 +324,7 @@ def test_dagster_deployment_asset_and_rollout_jobs(shop):
     [check] = result.get_asset_check_evaluations()
     assert check.passed
     ids = _customers(shop, 300)
-    assert {r["model_version"] for r in _predict(shop, ids)["predictions"]} == {
+    assert {r["model_version"] for r in predict(shop, ids)["predictions"]} == {
         shop["champion"],
         shop["challenger"],
     }
@@ -384,7 +333,7 @@ def test_dagster_deployment_asset_and_rollout_jobs(shop):
         run_config={"ops": {"rollback_churn_op": {"config": {"reason": "canary lost"}}}}
     )
     assert run.success
-    assert {r["model_version"] for r in _predict(shop, ids)["predictions"]} == {shop["champion"]}
+    assert {r["model_version"] for r in predict(shop, ids)["predictions"]} == {shop["champion"]}
     [event] = run.asset_materializations_for_node("rollback_churn_op")
     assert event.metadata["traffic_split"].value == f"v{shop['champion']}: 100%"
 

@@ -105,11 +105,13 @@ def _assert_lineage_tuning_and_signature(mlflow_client, first, good: str) -> Non
         assert tags["dvc_md5"] == good and tags["feature_service"] == "churn_v1"
         assert tags["kfp_run_id"] == first.kfp_run_id and tags["dagster_run_id"] == "test-run"
     run = mlflow_client.get_run(first.mlflow_run_id)
-    assert run.data.params["param_max_iter"] == str(CONFIG.params.max_iter)
-    # The tuning grid was searched and the registry records the winner's settings.
+    # The tuning grid was searched and the registry records the winner's settings, including
+    # the number of rounds early stopping chose on the validation split (what the refit used).
     trials = mlflow.artifacts.load_dict(f"runs:/{first.mlflow_run_id}/tuning.json")
     assert len(trials) == 6
     best = max(trials, key=lambda t: t["validation_roc_auc"])["params"]
+    assert 1 <= best["max_iter"] <= CONFIG.params.max_iter and not best["early_stopping"]
+    assert run.data.params["param_max_iter"] == str(best["max_iter"])
     assert run.data.params["param_max_leaf_nodes"] == str(best["max_leaf_nodes"])
     assert run.data.params["param_learning_rate"] == str(best["learning_rate"])
     assert {
