@@ -247,11 +247,12 @@ class LocalDeployer(DeployerResource):
 class InferenceServiceDeployer(DeployerResource):
     namespace: str = "mlops"
     image: str
+    deployment_mode: str = "Serverless"  # KServe's; canaries need Serverless
 
     def apply(self, config, spec) -> dict[str, Any]:
         from mlops_assets.serving.inference_service import apply, render, validate
 
-        manifest = render(config, spec, self.namespace, self.image)
+        manifest = render(config, spec, self.namespace, self.image, self.deployment_mode)
         validate(manifest)
         applied = apply(manifest)
         return {"inference_service": f"{self.namespace}/{config.name}", "applied": bool(applied)}
@@ -296,7 +297,9 @@ def resources_for(env: Environment, settings: Settings | None = None) -> dict[st
             ),
             "pipeline_runner": KfpClusterRunner(host=dg.EnvVar("MLOPS_KFP_HOST")),
             "deployer": InferenceServiceDeployer(
-                namespace=settings.namespace, image=settings.image
+                namespace=settings.namespace,
+                image=settings.image,
+                deployment_mode=settings.kserve_deployment_mode,
             ),
         }
     data = settings.data_dir

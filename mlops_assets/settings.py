@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     # prod: the project image (pipeline steps and the predictor run it) and the namespace.
     image: str = "ghcr.io/lakehouse-mlops/mlops:0.1.0"
     namespace: str = "mlops"
+    # prod: KServe's deployment mode, written on every InferenceService (canaries need Serverless).
+    kserve_deployment_mode: str = "Serverless"
     # prod: the S3 endpoint of the lake, when it is not AWS (the Iceberg REST catalog's files).
     s3_endpoint: str | None = None
     # The services profile on one node (`mlops services up`): SeaweedFS's S3 identity (it listens

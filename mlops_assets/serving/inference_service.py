@@ -20,10 +20,22 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+# KServe's modes; "Standard" is the newer name of RawDeployment (plain Deployments, no Knative).
+MODES = ("Serverless", "RawDeployment", "Standard", "ModelMesh")
+RAW_MODES = ("RawDeployment", "Standard")
 
 
-def render(config: ModelConfig, spec: DeploymentSpec, namespace: str, image: str) -> dict[str, Any]:
-    """The InferenceService for `spec`, built from the kserve SDK models and serialized by them."""
+def render(
+    config: ModelConfig,
+    spec: DeploymentSpec,
+    namespace: str,
+    image: str,
+    deployment_mode: str = "Serverless",
+) -> dict[str, Any]:
+    """The InferenceService for `spec`, built from the kserve SDK models and serialized by them.
+    The deployment mode is written out, not left to the cluster's default, so `validate` can
+    refuse what that mode would silently ignore."""
     from kserve import (
         V1beta1InferenceService,
         V1beta1InferenceServiceSpec,
@@ -47,6 +59,7 @@ def render(config: ModelConfig, spec: DeploymentSpec, namespace: str, image: str
                 "mlops/actor": spec.actor,
                 "mlops/reason": spec.reason[:250],
                 "serving.kserve.io/enable-prometheus-scraping": "true",
+                DEPLOYMENT_MODE: deployment_mode,
             },
         ),
         spec=V1beta1InferenceServiceSpec(
@@ -104,13 +117,35 @@ def _container(config: ModelConfig, version: str, image: str) -> Any:
 def validate(manifest: dict[str, Any]) -> Any:
     """Build the kserve SDK's V1beta1InferenceService (and the Kubernetes models inside it) from the
     manifest: an unknown field, a wrong type or a missing required field is a ValueError naming the
-    path. Returns the typed object."""
+    path; so is what KServe would accept and then silently ignore. Returns the typed object."""
     typed = _typed(manifest, "V1beta1InferenceService", "")
     if typed.api_version != f"{GROUP}/{VERSION}" or typed.kind != "InferenceService":
         raise ValueError(
             f"not a {GROUP}/{VERSION} InferenceService: {typed.api_version} {typed.kind}"
         )
+    _check_semantics(typed)
     return typed
+
+
+def _check_semantics(typed: Any) -> None:
+    """What the SDK models let through but KServe would ignore or refuse at reconcile time."""
+    annotations = (typed.metadata.annotations if typed.metadata else None) or {}
+    mode = annotations.get(DEPLOYMENT_MODE, "Serverless")
+    if mode not in MODES:
+        raise ValueError(f"metadata.annotations.{DEPLOYMENT_MODE}: {mode!r} is not one of {MODES}")
+    predictor = typed.spec.predictor
+    canary = predictor.canary_traffic_percent
+    if canary is not None and not 0 <= canary <= 100:
+        raise ValueError(f"spec.predictor.canaryTrafficPercent: {canary} is not within 0..100")
+    if canary is not None and mode in RAW_MODES:
+        raise ValueError(
+            f"spec.predictor.canaryTrafficPercent: KServe ignores it in {mode} mode (only "
+            "Serverless mode splits traffic between revisions), so the challenger would take all "
+            "traffic at once; serve canaries in Serverless mode"
+        )
+    low, high = predictor.min_replicas, predictor.max_replicas
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"spec.predictor: minReplicas {low} is above maxReplicas {high}")
 
 
 _NATIVE = {"str": str, "int": int, "float": (int, float), "bool": bool}

@@ -67,7 +67,7 @@ def test_the_example_inference_service_is_what_prod_deploy_renders():
         reason=annotations["mlops/reason"],
     )
     prod = Settings(env=Environment.PROD)
-    assert example == render(config, spec, prod.namespace, prod.image)
+    assert example == render(config, spec, prod.namespace, prod.image, prod.kserve_deployment_mode)
     validate(example)
 
 

@@ -10,7 +10,7 @@ from kubernetes import client as k8s
 
 from mlops_assets.model_config import model_configs
 from mlops_assets.serving.deployment import DeploymentSpec
-from mlops_assets.serving.inference_service import apply, render, validate
+from mlops_assets.serving.inference_service import DEPLOYMENT_MODE, apply, render, validate
 
 CONFIG = model_configs()["churn"]
 CANARY = DeploymentSpec(
@@ -63,6 +63,33 @@ def test_stable_manifest_has_no_canary_share():
 def test_validation_rejects_what_the_sdk_models_reject(mutate, message):
     manifest = _render(STABLE)
     mutate(manifest)
+    with pytest.raises(ValueError, match=message):
+        validate(manifest)
+
+
+def test_the_deployment_mode_is_explicit_and_a_canary_needs_serverless():
+    assert _render(CANARY)["metadata"]["annotations"][DEPLOYMENT_MODE] == "Serverless"
+    # RawDeployment (and its new name, Standard) accept canaryTrafficPercent and ignore it: the
+    # challenger would take all traffic. Refused, with the reason.
+    for mode in ("RawDeployment", "Standard"):
+        with pytest.raises(ValueError, match=f"ignores it in {mode} mode"):
+            validate(render(CONFIG, CANARY, NAMESPACE, IMAGE, mode))
+        validate(render(CONFIG, STABLE, NAMESPACE, IMAGE, mode))  # no canary: fine
+    with pytest.raises(ValueError, match="'Knative' is not one of"):
+        validate(render(CONFIG, STABLE, NAMESPACE, IMAGE, "Knative"))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda p: p.update(canaryTrafficPercent=120), "not within 0..100"),
+        (lambda p: p.update(minReplicas=5, maxReplicas=2), "minReplicas 5 is above maxReplicas 2"),
+    ],
+    ids=["canary share over 100", "min over max replicas"],
+)
+def test_validation_rejects_what_kserve_would_refuse_or_ignore(mutate, message):
+    manifest = _render(CANARY)
+    mutate(manifest["spec"]["predictor"])
     with pytest.raises(ValueError, match=message):
         validate(manifest)
 
