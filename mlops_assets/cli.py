@@ -348,6 +348,7 @@ def sql(
 ) -> None:
     """Run analyst SQL (Trino dialect): on Trino in prod, on DuckDB over the same Iceberg tables here."""
     from mlops_assets.lakehouse.sql import QueryError
+    from mlops_assets.lakehouse.warehouse import TrinoConfigError
     from mlops_assets.resources import open_resources
 
     if (query is None) == (file is None):
@@ -356,7 +357,7 @@ def sql(
     try:
         with open_resources() as res:
             frame = res.warehouse.analyst_sql(text)
-    except QueryError as err:
+    except (QueryError, TrinoConfigError) as err:
         raise typer.Exit(_fail(str(err))) from None
     typer.echo(frame.to_string(index=False))
 

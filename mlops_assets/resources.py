@@ -104,12 +104,19 @@ class TrinoWarehouse(WarehouseResource):
     password: str | None = None
     catalog_name: str = "iceberg"
     http_scheme: str = "https"
+    ca_bundle: str | None = None  # a private CA's certificates (PEM); default: the system's
 
     def query(self, sql: str) -> pd.DataFrame:
         from mlops_assets.lakehouse.warehouse import TrinoConnection, trino_query
 
         connection = TrinoConnection(
-            self.host, self.port, self.user, self.password, self.catalog_name, self.http_scheme
+            self.host,
+            self.port,
+            self.user,
+            self.password,
+            self.catalog_name,
+            self.http_scheme,
+            self.ca_bundle or True,
         )
         return trino_query(connection, sql)
 
@@ -288,6 +295,7 @@ def resources_for(env: Environment, settings: Settings | None = None) -> dict[st
                 password=dg.EnvVar("TRINO_PASSWORD"),
                 catalog_name=settings.trino_catalog,
                 http_scheme=settings.trino_http_scheme,
+                ca_bundle=settings.trino_ca_bundle,
             ),
             "feature_store": ProductionFeatureStore(),
             "model_registry": ModelRegistryResource(

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     trino_user: str = Field(default="mlops", validation_alias="TRINO_USER")
     trino_catalog: str = Field(default="iceberg", validation_alias="TRINO_CATALOG")
     trino_http_scheme: str = Field(default="http", validation_alias="TRINO_HTTP_SCHEME")
+    trino_ca_bundle: str | None = Field(default=None, validation_alias="TRINO_CA_BUNDLE")
     # DVC: the project whose dvc.yaml versions training sets (MLOPS_DVC_ROOT), and the prod remote.
     # Unset, it follows the data folder: the repository for ./data, else the data folder itself
     # (a DVC project generated there, mlops_assets/datasets/versioning.py), so tests, benchmarks

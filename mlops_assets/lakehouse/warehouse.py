@@ -5,7 +5,7 @@ on both (dbt-duckdb exposes gold's Parquet as views)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,12 +34,40 @@ class TrinoConnection:
     password: str | None
     catalog: str
     http_scheme: str
+    verify: bool | str = True  # TLS: verify against the system CAs, or this CA bundle's path
+
+
+class TrinoConfigError(ValueError):
+    """A Trino connection that cannot be made as configured (the message says what to change)."""
+
+
+def _session(verify: bool | str) -> Any:
+    """An HTTP session whose `verify` is the one configured: plain requests lets the
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE variables override a session's CA bundle (many machines
+    and images set them), so a private CA configured for Trino would be silently ignored."""
+    import requests
+
+    class PinnedVerifySession(requests.Session):
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            settings["verify"] = self.verify
+            return settings
+
+    session = PinnedVerifySession()
+    session.verify = verify
+    return session
 
 
 def trino_query(connection: TrinoConnection, sql: str) -> pd.DataFrame:
     import pandas as pd
     import trino
 
+    if connection.password and connection.http_scheme != "https":
+        # Trino refuses passwords over plain HTTP; say so before sending one in clear text.
+        raise TrinoConfigError(
+            "TRINO_PASSWORD is set but TRINO_HTTP_SCHEME is "
+            f"{connection.http_scheme!r}: Trino takes a password only over https"
+        )
     auth = (
         trino.auth.BasicAuthentication(connection.user, connection.password)
         if connection.password
@@ -52,6 +80,8 @@ def trino_query(connection: TrinoConnection, sql: str) -> pd.DataFrame:
         catalog=connection.catalog,
         http_scheme=connection.http_scheme,
         auth=auth,
+        verify=connection.verify,
+        http_session=_session(connection.verify),
     )
     try:
         cur = conn.cursor()
