@@ -261,8 +261,14 @@ def serve(
     ),
 ) -> None:
     """Run the KServe model server in the foreground (`mlops deploy` starts it in the background)."""
+    import signal
+
     from mlops_assets.resources import open_resources
     from mlops_assets.serving.server import serve as serve_model
+
+    # A server must stop on SIGTERM while it starts, too: Dagster's resource set-up maps SIGTERM to
+    # SIGINT's handler, and a background job of a shell (nohup, `&`) inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     config = _model_config(model)
     settings = get_settings()

@@ -72,7 +72,10 @@ def run_demo(options: DemoOptions) -> int:
     world, changed = prepare_world(settings, options)
     config = _demo_model(options.model)
     plan = Plan(world, label_window_days=config.label_window_days).check()
-    # A SIGTERM stops the demo like Ctrl-C does: through the clean-up below.
+    # Ctrl-C and SIGTERM stop the demo through the clean-up below, whatever it inherited: a
+    # shell's background job (`&`, nohup, some CI runners) starts with SIGINT ignored, and then
+    # only Dagster's run-time handlers would notice a Ctrl-C, between runs nothing would.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     runs.watch_interrupts()
     os.environ.update(PLANNED_EVENTS)

@@ -92,6 +92,8 @@ def test_ctrl_c_in_the_middle_stops_the_daemon_the_server_and_every_step(tmp_pat
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # Started as a shell's background job would be (SIGINT ignored): the demo still stops.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     logs = tmp_path / "data" / "logs"
     deadline = time.monotonic() + 900  # generous: only the moment matters, not the speed

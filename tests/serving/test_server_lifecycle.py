@@ -3,7 +3,13 @@ answered prediction to the Iceberg inference log, and a server started in standb
 the first deployment instead of a second process being started."""
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +17,7 @@ import pytest
 
 from mlops_assets.lakehouse.tables import INFERENCE_LOG
 from mlops_assets.serving.rollout import deploy
+from mlops_assets.testing import free_port
 from tests.serving.serving_world import BASE, REQUEST_TS, V1, call, predict
 from tests.serving.serving_world import customers as _customers
 
@@ -78,3 +85,38 @@ def call_quietly(url: str) -> int | None:
         return call(url)[0]
     except OSError:
         return None
+
+
+def test_a_starting_server_stops_on_sigterm_even_when_it_inherited_sigint_ignored(shop):
+    """Dagster's resource set-up maps SIGTERM to SIGINT's handler; a shell's background job (`&`,
+    nohup) inherits SIGINT ignored, so a server starting there used to ignore SIGTERM too."""
+    port = free_port()
+    command = [sys.executable, "-m", "mlops_assets.cli", "serve", BASE.name, "--standby"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port)],
+        env={**os.environ, "MLOPS_DATA_DIR": str(shop["settings"].data_dir)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sigterm = 1 << (signal.SIGTERM - 1)
+    ignored_at = None
+    deadline = time.monotonic() + 120
+    try:
+        # Watch the whole start-up (until the server answers): SIGTERM must never be ignored.
+        while process.poll() is None and time.monotonic() < deadline:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            if int(re.search(r"SigIgn:\s+([0-9a-f]+)", status).group(1), 16) & sigterm:
+                ignored_at = time.monotonic()
+                break
+            if call_quietly(f"http://127.0.0.1:{port}/v2/health/live") == 200:
+                break
+            time.sleep(0.02)
+        assert ignored_at is None, "the starting server ignored SIGTERM"
+        assert process.poll() is None, "the server exited on its own"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) is not None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
