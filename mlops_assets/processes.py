@@ -1,6 +1,7 @@
 """Processes: stopping one started in its own session (`start_new_session=True`) together with
-everything it started (the demo's daemon, servers tests start the way users do), and a block
-with variables in this process's environment (inherited by what it starts)."""
+everything it started (the demo's daemon, servers tests start the way users do), whether this
+process holds its Popen or only its pid (a state file's), and a block with variables in this
+process's environment (inherited by what it starts)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 
 @contextlib.contextmanager
@@ -46,3 +49,36 @@ def stop_process_group(process: subprocess.Popen, grace: float = 30.0) -> None:
             process.wait(10)
     with contextlib.suppress(*gone):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs (an exited child not yet reaped, a zombie, does not)."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def stop_pid_group(pid: int, grace: float = 60.0) -> bool:
+    """SIGTERM to the group `pid` leads, SIGKILL if it still runs after `grace` seconds (reaping it
+    when it is this process's child). False if no such group was running."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    return True

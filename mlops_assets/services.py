@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mlops_assets.processes import pid_alive, stop_pid_group
 
 
 class ServiceError(RuntimeError):
@@ -148,7 +149,7 @@ def seaweed_state(node: Seaweed) -> dict[str, Any] | None:
     if not node.state_path.exists():
         return None
     state = json.loads(node.state_path.read_text())
-    return state if _alive(state["pid"]) else None
+    return state if pid_alive(state["pid"]) else None
 
 
 def start_seaweed(node: Seaweed, timeout: float = 90.0) -> dict[str, Any]:
@@ -206,17 +207,7 @@ def stop_seaweed(node: Seaweed, timeout: float = 30.0) -> bool:
     node.state_path.unlink(missing_ok=True)
     if state is None:
         return False
-    pid = state["pid"]
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        _reap(pid)
-        time.sleep(0.1)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    _reap(pid)
+    stop_pid_group(state["pid"], timeout)
     return True
 
 
@@ -330,22 +321,6 @@ def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:  # an exited child not yet reaped is not running
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def _redact(url: str) -> str:

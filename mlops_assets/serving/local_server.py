@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_assets.model_config import ModelConfig
+from mlops_assets.processes import pid_alive, stop_pid_group
 from mlops_assets.serving.deployment import DeploymentError
 from mlops_assets.settings import PROJECT_ROOT
 
@@ -45,25 +45,13 @@ def _http(method: str, url: str, timeout: float = 5.0) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    # A zombie (exited child not yet reaped) is not serving.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
-
-
 def server_state(data_dir: str | Path, model: str) -> dict[str, Any] | None:
     """The running local server (pid, port, endpoint) if it answers its liveness probe."""
     path = _state_path(data_dir, model)
     if not path.exists():
         return None
     state = json.loads(path.read_text())
-    if not _alive(state["pid"]):
+    if not pid_alive(state["pid"]):
         return None
     try:
         status, _ = _http("GET", f"{state['endpoint']}/v2/health/live", timeout=2)
@@ -105,7 +93,7 @@ def start_server(
     deadline = time.monotonic() + (timeout or config.serving.ready_timeout_seconds)
     ready_url = f"{state['endpoint']}/v2/models/{config.name}/ready"
     while time.monotonic() < deadline:
-        if not _alive(state["pid"]):
+        if not pid_alive(state["pid"]):
             raise DeploymentError("model server exited before it was ready:\n" + _tail(log_path))
         try:
             status, _ = _http("GET", ready_url, timeout=2)
@@ -115,7 +103,7 @@ def start_server(
         except OSError:
             pass
         time.sleep(0.2)
-    _stop_pid(state["pid"])
+    stop_pid_group(state["pid"])
     raise DeploymentError(f"model server not ready after the timeout:\n{_tail(log_path)}")
 
 
@@ -126,7 +114,7 @@ def start_standby(data_dir: str | Path, port: int, config: ModelConfig) -> dict[
     path = _state_path(data_dir, config.name)
     if path.exists():
         state = json.loads(path.read_text())
-        if _alive(state["pid"]):
+        if pid_alive(state["pid"]):
             return state
     state = {**_spawn(data_dir, port, config, "--standby"), "standby": True}
     path.write_text(json.dumps(state, indent=2))
@@ -139,28 +127,9 @@ def stop_server(data_dir: str | Path, model: str, timeout: float = 60.0) -> bool
     if not path.exists():
         return False
     state = json.loads(path.read_text())
-    stopped = _stop_pid(state["pid"], timeout) if _alive(state["pid"]) else False
+    stopped = stop_pid_group(state["pid"], timeout) if pid_alive(state["pid"]) else False
     path.unlink(missing_ok=True)
     return stopped
-
-
-def _stop_pid(pid: int, timeout: float = 60.0) -> bool:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            # Reap it if it is our child; otherwise just poll.
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return True
-        except ChildProcessError:
-            if not _alive(pid):
-                return True
-        time.sleep(0.1)
-    os.killpg(pid, signal.SIGKILL)
-    return True
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -199,7 +168,7 @@ def _live_state(data_dir: str | Path, model: str, timeout: float) -> dict[str, A
         return None
     state = json.loads(path.read_text())
     deadline = time.monotonic() + (timeout if state.get("standby") else 0)
-    while _alive(state["pid"]):
+    while pid_alive(state["pid"]):
         try:
             if _http("GET", f"{state['endpoint']}/v2/health/live", timeout=2)[0] == 200:
                 return state
