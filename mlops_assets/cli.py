@@ -266,9 +266,11 @@ def serve(
     from mlops_assets.resources import open_resources
     from mlops_assets.serving.server import serve as serve_model
 
-    # A server must stop on SIGTERM while it starts, too: Dagster's resource set-up maps SIGTERM to
-    # SIGINT's handler, and a background job of a shell (nohup, `&`) inherits SIGINT ignored.
+    # A server must stop on SIGTERM while it starts, too, whatever it inherited: a shell's
+    # background job (nohup, `&`) starts with SIGINT ignored, Dagster's resource set-up maps
+    # SIGTERM to SIGINT's handler, and a parent that ran Dagster passes both on ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     config = _model_config(model)
     settings = get_settings()

@@ -87,33 +87,41 @@ def call_quietly(url: str) -> int | None:
         return None
 
 
-def test_a_starting_server_stops_on_sigterm_even_when_it_inherited_sigint_ignored(shop):
-    """Dagster's resource set-up maps SIGTERM to SIGINT's handler; a shell's background job (`&`,
-    nohup) inherits SIGINT ignored, so a server starting there used to ignore SIGTERM too."""
+def test_a_starting_server_stops_on_sigterm_even_when_it_inherited_both_ignored(shop):
+    """A shell's background job (`&`, nohup) starts with SIGINT ignored; Dagster maps SIGTERM to
+    SIGINT's handler, so a process that ran Dagster there passes SIGTERM on ignored too. The server
+    must take both back as soon as its command runs and keep them through start-up."""
     port = free_port()
     command = [sys.executable, "-m", "mlops_assets.cli", "serve", BASE.name, "--standby"]
+
+    def inherit_both_ignored() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
     process = subprocess.Popen(
         [*command, "--port", str(port)],
         env={**os.environ, "MLOPS_DATA_DIR": str(shop["settings"].data_dir)},
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        preexec_fn=inherit_both_ignored,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     sigterm = 1 << (signal.SIGTERM - 1)
-    ignored_at = None
+
+    def ignores_sigterm() -> bool:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        return bool(int(re.search(r"SigIgn:\s+([0-9a-f]+)", status).group(1), 16) & sigterm)
+
     deadline = time.monotonic() + 120
     try:
-        # Watch the whole start-up (until the server answers): SIGTERM must never be ignored.
-        while process.poll() is None and time.monotonic() < deadline:
-            status = Path(f"/proc/{process.pid}/status").read_text()
-            if int(re.search(r"SigIgn:\s+([0-9a-f]+)", status).group(1), 16) & sigterm:
-                ignored_at = time.monotonic()
-                break
-            if call_quietly(f"http://127.0.0.1:{port}/v2/health/live") == 200:
-                break
+        while ignores_sigterm():  # inherited: until the command takes it back
+            assert process.poll() is None and time.monotonic() < deadline, "never took SIGTERM"
+            time.sleep(0.01)
+        # From then on, through the whole start-up (until it answers), SIGTERM is never ignored.
+        while call_quietly(f"http://127.0.0.1:{port}/v2/health/live") != 200:
+            assert process.poll() is None, "the server exited on its own"
+            assert time.monotonic() < deadline, "the server never came up"
+            assert not ignores_sigterm(), "the starting server ignored SIGTERM"
             time.sleep(0.02)
-        assert ignored_at is None, "the starting server ignored SIGTERM"
-        assert process.poll() is None, "the server exited on its own"
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) is not None
     finally:
