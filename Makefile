@@ -10,6 +10,9 @@ PORT ?= 3000
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@# dagster-dbt's prepare step (the dbt manifest the code location loads), as a deployment
+	@# build does it; `mlops demo` and `mlops prepare` redo it only when the dbt project changed.
+	$(BIN)/mlops prepare
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -37,8 +40,6 @@ prepare: install
 ## The Dagster UI and daemon on the same local instance `make demo` writes to.
 dev: install
 	$(BIN)/mlops prepare
-	@home=$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home}; mkdir -p $$home; \
-		test -f $$home/dagster.yaml || cp deploy/dagster/local/dagster.yaml $$home/
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home} PATH=$(CURDIR)/$(BIN):$$PATH \
 		DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true \
 		$(BIN)/dagster dev -h 127.0.0.1 -p $(PORT)

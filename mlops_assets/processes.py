@@ -1,7 +1,7 @@
 """Processes: stopping one started in its own session (`start_new_session=True`) together with
 everything it started (the demo's daemon, servers tests start the way users do), whether this
 process holds its Popen or only its pid (a state file's), and a block with variables in this
-process's environment (inherited by what it starts)."""
+process's environment (inherited by what it starts); imports warmed beside a wait."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,3 +83,20 @@ def stop_pid_group(pid: int, grace: float = 60.0) -> bool:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
     return True
+
+
+def import_in_background(*modules: str) -> threading.Thread:
+    """Import what a later step of this process needs on a daemon thread, while the current one
+    mostly waits on a subprocess (a KFP pipeline, dbt): skops alone walks all of scikit-learn
+    (2-3 s). An import that fails here fails again, with its traceback, where it is used."""
+
+    def run() -> None:
+        import importlib
+
+        for name in modules:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+    thread = threading.Thread(target=run, name="import-in-background", daemon=True)
+    thread.start()
+    return thread

@@ -118,6 +118,7 @@ def _run(settings, plan, config, res, options: DemoOptions, changed: bool) -> in
             out.error(f"{err} (details: {out.log_path})")
             code = 1
         finally:
+            demo.stop_background()
             if demo.daemon is not None:
                 runs.stop_daemon(demo.daemon)
             if code or not options.keep_serving:

@@ -114,7 +114,8 @@ class DemoConsole:
     def error(self, text: str) -> None:
         assert self._err is not None
         self._err.write(f"error: {text}\n")
-        logging.getLogger("mlops.demo").error(text)
+        # The log file gets the traceback of the exception being handled, if any: the details.
+        logging.getLogger("mlops.demo").error(text, exc_info=sys.exc_info()[0] is not None)
 
     @contextlib.contextmanager
     def stage(self, name: str, description: str) -> Iterator[Stage]:

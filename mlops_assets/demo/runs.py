@@ -164,13 +164,8 @@ def _follow_steps(instance: Any, run_id: str, stage: Stage, stop: threading.Even
         )
 
 
-def warm_imports() -> None:
-    """Import what the later stages need while the first ones wait on subprocesses (skops alone
-    walks all of scikit-learn: ~4 s)."""
-    import importlib
-
-    for name in ("skops.io", "sklearn.ensemble", "mlflow.sklearn", "pyiceberg.table", "kfp.local"):
-        importlib.import_module(name)
+# What the later stages import, loaded beside the lakehouse stage.
+LATER_IMPORTS = ("skops.io", "sklearn.ensemble", "mlflow.sklearn", "pyiceberg.table", "kfp.local")
 
 
 # -- the instance and the daemon -------------------------------------------------------------------
@@ -184,13 +179,10 @@ PLANNED_EVENTS = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true"}
 def ensure_dagster_home(settings: Settings) -> Path:
     """Point Dagster at the project's local instance (SQLite) unless DAGSTER_HOME is set; the
     same instance `make dev` opens."""
-    import shutil
+    from mlops_assets.instance_storage import install_local_instance
 
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        shutil.copy(PROJECT_ROOT / "deploy" / "dagster" / "local" / "dagster.yaml", config)
+    install_local_instance(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,10 @@ class Demo:
     instance: Any = None
     daemon: subprocess.Popen | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    background: Any = None  # the set-up that runs beside the lakehouse stage
+    background_ready: Any = None
+    instance_created: threading.Event = field(default_factory=threading.Event)
+    cancelled: threading.Event = field(default_factory=threading.Event)
     marks: dict[str, float] = field(default_factory=dict)  # epoch seconds of stage boundaries
 
     # -- helpers -----------------------------------------------------------------------------
@@ -92,29 +97,56 @@ class Demo:
 
         from mlops_assets.defs.dbt.project import prepare_manifest
         from mlops_assets.demo.timeline import reset
-        from mlops_assets.training.registry import client
+        from mlops_assets.processes import import_in_background
 
         reset(self.settings.data_dir)
         self.home = runs.ensure_dagster_home(self.settings)
-        stage.update(detail="dbt parse, Dagster and MLflow storage")
-        with ThreadPoolExecutor(2) as pool:
-            parsed = pool.submit(prepare_manifest)  # a dbt subprocess
-            pool.submit(runs.warm_imports)  # what later stages import, while dbt parses
-            # Create the instance's storages before the daemon starts (two processes creating them
-            # at once can leave two alembic heads), and MLflow's before the first registration.
+        stage.update(detail="dbt manifest, Dagster storage")
+        # Nothing before training needs MLflow or the daemon: both start beside the lakehouse
+        # run; `ready()` waits for them.
+        self.background = ThreadPoolExecutor(1, thread_name_prefix="demo-setup")
+        self.background_ready = self.background.submit(self._start_registry_and_daemon)
+        # What the training stage imports (skops alone walks all of scikit-learn: ~4 s) loads
+        # while the lakehouse run mostly waits on dbt.
+        import_in_background(*runs.LATER_IMPORTS)
+        with ThreadPoolExecutor(1) as pool:
+            parsed = pool.submit(prepare_manifest)  # a dbt subprocess, skipped when up to date
+            # The instance's storages exist before the daemon starts (two processes creating
+            # them at once can leave two alembic heads): the daemon starts after this.
             self.instance = dg.DagsterInstance.get()
-            client(self.registry).search_experiments()
+            self.instance_created.set()
             parsed.result()
-        self.daemon = runs.start_daemon(
-            self.home, self.settings.data_dir / "logs" / "dagster_daemon.log"
-        )
         drift = self.plan.world.drift_from
         self.timeline.add(
             "drift_switched_on" if drift else "no_drift",
             "covariate (tiktok signups) and concept drift" if drift else "a world without drift",
             day=drift,
         )
-        return f"Dagster instance {self.home}, daemon pid {self.daemon.pid}"
+        return f"Dagster instance {self.home}; MLflow and the daemon starting beside the next stage"
+
+    def _start_registry_and_daemon(self) -> None:
+        from mlops_assets.training.registry import create_storage
+
+        # MLflow's storage before the daemon's sensors or the first registration read it.
+        create_storage(self.registry)
+        self.instance_created.wait()
+        if self.cancelled.is_set():
+            return
+        self.daemon = runs.start_daemon(
+            self.home, self.settings.data_dir / "logs" / "dagster_daemon.log"
+        )
+
+    def ready(self) -> None:
+        """MLflow's storage exists and the daemon has been started (raises what failed)."""
+        if self.background_ready is not None:
+            self.background_ready.result()
+
+    def stop_background(self) -> None:
+        """Let a start under way finish (so its daemon can be stopped), then stop the thread."""
+        if self.background is not None:
+            self.cancelled.set()  # a demo that ends before training needs no daemon
+            self.instance_created.set()
+            self.background.shutdown(wait=True)
 
     def lakehouse(self, stage: Stage) -> str:
         plan = self.plan
@@ -140,6 +172,8 @@ class Demo:
 
     def first_model(self, stage: Stage) -> str:
         known_by = self.plan.first_model_labels_by
+        stage.update(detail="MLflow storage, daemon")
+        self.ready()
         # The model server starts its imports now, beside the training pipeline; the deployment
         # at the end of the run then only loads the model into it.
         self.res.deployer.standby(self.config)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,7 @@ class MonitorInputs:
     registry: Registry
     settings: Settings  # the data folder: the reference cache and the DVC pulls
     store: FeatureStore | None = None  # the monitors that read features
+    _holdout_aucs: dict[str, float | None] = field(default_factory=dict, repr=False)
 
     def predictions(self, day: dt.date) -> pd.DataFrame:
         from pyiceberg.expressions import EqualTo
@@ -46,6 +47,7 @@ class MonitorInputs:
 
     def daily_counts(self, first: dt.date, last: dt.date) -> dict[dt.date, int]:
         """Predictions per day in [first, last], from one scan."""
+        import pyarrow.compute as pc
         from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
 
         table = PREDICTIONS.open(self.catalog, self.config.name)
@@ -56,7 +58,9 @@ class MonitorInputs:
             ),
             selected_fields=("prediction_date",),
         ).to_arrow()["prediction_date"]
-        return pd.Series(days.to_pylist(), dtype=object).value_counts().to_dict()
+        counts = pc.value_counts(days)
+        days, n = counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+        return {day: count for day, count in zip(days, n, strict=True) if day is not None}
 
     def champion(self) -> str:
         name = self.config.registered_model
@@ -66,7 +70,13 @@ class MonitorInputs:
         return version
 
     def holdout_auc(self, version: str) -> float | None:
-        """The version's ROC AUC on its training holdout, as logged to MLflow."""
+        """The version's ROC AUC on its training holdout, as logged to MLflow (asked once per
+        version: a logged run's metrics do not change)."""
+        if version not in self._holdout_aucs:
+            self._holdout_aucs[version] = self._logged_auc(version)
+        return self._holdout_aucs[version]
+
+    def _logged_auc(self, version: str) -> float | None:
         mlflow_client = client(self.registry)
         try:
             run_id = mlflow_client.get_model_version(self.config.registered_model, version).run_id

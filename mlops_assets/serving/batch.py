@@ -12,7 +12,11 @@ window), so the label delay `actual_timestamp - prediction_timestamp` is the win
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,17 +38,57 @@ class ScoringError(ValueError):
     pass
 
 
+# Rows predicted per call: the trees run in parallel over many days at once, and a range of a
+# million-customer shop still never holds more than this many extra feature rows.
+CHUNK_ROWS = 500_000
+
+
 def as_of(day: dt.date) -> dt.datetime:
     """The as-of time of day D's predictions: the end of D (D + 1 00:00 UTC)."""
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+
+
+SNAPSHOT_CACHE_BYTES = 128 * 2**20  # larger files (a million-customer shop) are read in place
+_loaded: dict[str, Any] = {}  # the last local snapshot file read: its identity and connection
+_loading = threading.Lock()
+
+
+@contextlib.contextmanager
+def _snapshots(path: str) -> Iterator[tuple[Any, str]]:
+    """A DuckDB cursor and the relation holding the feature snapshots of `path`. A local file of
+    moderate size is read once and kept in memory while it is unchanged (same size and mtime):
+    scoring 49 days or monitoring 18 asks for the same file 49 or 36 times. Anything else is
+    read in place."""
+    import duckdb
+
+    try:
+        stat = os.stat(path)
+    except OSError:  # an object-store URI: DuckDB reads it itself
+        stat = None
+    if stat is None or stat.st_size > SNAPSHOT_CACHE_BYTES:
+        # Read in place: DuckDB prunes row groups by the timestamp filter.
+        with duckdb.connect() as con:
+            quoted = path.replace("'", "''")
+            yield con, f"read_parquet('{quoted}')"
+        return
+    identity = (path, stat.st_size, stat.st_mtime_ns)
+    with _loading:
+        if _loaded.get("identity") != identity:
+            con = duckdb.connect()
+            con.execute("create table snapshots as select * from read_parquet(?)", [path])
+            # A replaced connection closes once its last cursor is gone.
+            _loaded.update(identity=identity, connection=con)
+        cursor = _loaded["connection"].cursor()  # one per caller: threads may score at once
+    try:
+        yield cursor, "snapshots"
+    finally:
+        cursor.close()
 
 
 def offline_features(store: FeatureStore, service: str, as_of: dt.datetime) -> pd.DataFrame:
     """What Feast's point-in-time join returns for every active entity at `as_of`: the newest
     snapshot at or before it, within the views' TTL, read in one vectorized pass; on-demand features
     come from the registry's own transformation."""
-    import duckdb
-
     views = {v.name: v for v in store.list_feature_views()}
     fs = store.get_feature_service(service)
     stored = [
@@ -63,16 +107,16 @@ def offline_features(store: FeatureStore, service: str, as_of: dt.datetime) -> p
     key = view.entity_columns[0].name
     columns = [c for _, names in stored for c in names]
     naive = as_of.astimezone(dt.UTC).replace(tzinfo=None)
-    with duckdb.connect() as con:
+    with _snapshots(next(iter(sources))) as (con, relation):
         frame = con.execute(
             f"""
             select "{key}", {", ".join(f'"{c}"' for c in columns)}
-            from read_parquet(?)
+            from {relation}
             where "{ts}" <= ? and "{ts}" > ?
             qualify row_number() over (partition by "{key}" order by "{ts}" desc) = 1
             order by "{key}"
             """,
-            [next(iter(sources)), naive, naive - ttl],
+            [naive, naive - ttl],
         ).df()
     for projection in fs.feature_view_projections:
         if projection.name in views:
@@ -86,7 +130,8 @@ def offline_features(store: FeatureStore, service: str, as_of: dt.datetime) -> p
         }
         for request in odfv.source_request_sources.values():
             for field in request.schema:
-                inputs[field.name] = pd.Series(as_of, index=frame.index)
+                # A datetime64 column, not Python datetimes: pandas parses those one by one.
+                inputs[field.name] = pd.Series(pd.Timestamp(as_of), index=frame.index)
         outputs = odfv.feature_transformation.udf(inputs)
         for feature in projection.features:
             frame[feature.name] = np.asarray(outputs[feature.name], dtype="float64")
@@ -105,11 +150,24 @@ def score(
     """Score every row with the champion; with a canary (challenger model, version, percent) the
     same customers the online split sends to the challenger are scored by it (sticky hash).
     `prediction_timestamp` is the day's as-of time, `scored_at` is `now` (the run's wall clock)."""
+    if features.empty:
+        raise ScoringError(f"no active customers with features on {day}")
+    scores, versions, labels = _predict(config, model, model_version, features, challenger)
+    return _rows(config, features, scores, versions, labels, day, now)
+
+
+def _predict(
+    config: ModelConfig,
+    model: Any,
+    model_version: str,
+    features: pd.DataFrame,
+    challenger: tuple[Any, str, int] | None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Scores, model versions and label-engine outputs of any number of rows (one day or many:
+    one call over many days lets the trees predict in parallel over all of them)."""
     from mlops_assets.serving.label_engine import apply_rules
     from mlops_assets.training.estimators import feature_frame
 
-    if features.empty:
-        raise ScoringError(f"no active customers with features on {day}")
     names = [c for c in features.columns if c != "customer_id"]
     X = feature_frame(features, names)
     scores = model.predict_proba(X)[:, 1]
@@ -126,7 +184,7 @@ def score(
             scores[to_challenger] = challenger_model.predict_proba(X[to_challenger])[:, 1]
             versions[to_challenger] = challenger_version
     labels = apply_rules(scores, features, config.label_engine, config.decision_threshold)
-    return _rows(config, features, scores, versions, labels, day, now)
+    return scores, versions, labels
 
 
 def _rows(config, features, scores, versions, labels, day: dt.date, now: dt.datetime) -> pa.Table:
@@ -186,11 +244,16 @@ def score_days(
     replace all those days in one commit. Returns per-day summaries and the totals."""
     model, version, challenger = _models(registry, config)
     now = dt.datetime.now(dt.UTC)
-    tables, per_day = [], {}
-    for day in days:
+    tables, per_day, pending = [], {}, []
+    for position, day in enumerate(days):
         features = offline_features(store, config.feature_service, as_of(day))
-        rows = score(config, model, version, features, day, now, challenger)
-        tables.append(rows)
+        if features.empty:
+            raise ScoringError(f"no active customers with features on {day}")
+        pending.append((day, features))
+        if position == len(days) - 1 or sum(len(f) for _, f in pending) >= CHUNK_ROWS:
+            tables += _score_chunk(config, (model, version, challenger), pending, now)
+            pending = []
+    for day, rows in zip(days, tables, strict=True):
         per_day[str(day)] = {
             "rows": rows.num_rows,
             "mean_score": float(np.mean(rows["score"].to_numpy())),
@@ -211,6 +274,25 @@ def score_days(
         "table": PREDICTIONS.name(config.name),
         "snapshot_id": table.refresh().current_snapshot().snapshot_id,
     }
+
+
+def _score_chunk(
+    config: ModelConfig,
+    models: tuple[Any, str, Any],
+    days: list[tuple[dt.date, pd.DataFrame]],
+    now: dt.datetime,
+) -> list[pa.Table]:
+    """Several days' rows predicted in one call, then cut back into one table per day."""
+    model, version, challenger = models
+    everything = pd.concat([features for _, features in days], ignore_index=True)
+    scores, versions, labels = _predict(config, model, version, everything, challenger)
+    tables, start = [], 0
+    for day, features in days:
+        rows = slice(start, start + len(features))
+        start += len(features)
+        day_labels = {name: values[rows] for name, values in labels.items()}
+        tables.append(_rows(config, features, scores[rows], versions[rows], day_labels, day, now))
+    return tables
 
 
 def _models(registry: Registry, config: ModelConfig) -> tuple[Any, str, Any]:

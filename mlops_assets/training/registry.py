@@ -91,6 +91,26 @@ def client(registry: Registry) -> MlflowClient:
     return MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)
 
 
+def create_storage(registry: Registry) -> None:
+    """MLflow's tables (its alembic migrations, ~3 s on a new SQLite file) in a process of their
+    own: alembic keeps its migration context process-wide, so migrating beside another thread
+    that runs alembic (Dagster creating a run's event-log shard) breaks both. A no-op on a
+    registry that exists."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "mlops_assets.training.registry"],
+        env={**os.environ, **registry.environment()},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise RuntimeError(f"could not create MLflow's storage: {lines[-1] if lines else '?'}")
+
+
 def experiment_id(mlflow_client: MlflowClient, name: str, registry: Registry) -> str:
     """The model's experiment, created with an explicit artifact location (MLflow's default is a
     folder in the working directory)."""
@@ -227,3 +247,7 @@ def _download(uri: str, model: str, version: str) -> str:
 @lru_cache(maxsize=8)
 def _load(uri: str, model: str, version: str) -> Any:
     return load_registered(Path(_download(uri, model, version)))
+
+
+if __name__ == "__main__":  # `python -m mlops_assets.training.registry`: see create_storage
+    client(Registry.from_environment()).search_experiments()

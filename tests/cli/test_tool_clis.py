@@ -281,12 +281,12 @@ def test_mlflow_ui_shows_the_registry(clone, settings, resources):
 @pytest.fixture(scope="module")
 def dagster_env(tmp_path_factory) -> dict[str, str]:
     """A private instance (the embedded dagster.yaml) and a data folder with a small world."""
+    from mlops_assets.instance_storage import install_local_instance
     from mlops_assets.world import World, save_world
 
     root = tmp_path_factory.mktemp("dagster_cli")
     home = root / "dagster_home"
-    home.mkdir()
-    shutil.copy(PROJECT_ROOT / "deploy" / "dagster" / "local" / "dagster.yaml", home)
+    install_local_instance(home)
     world = World(n_customers=2000, covariate_drift_from=None, concept_drift_from=None)
     save_world(root / "data", world)
     return clean_env(DAGSTER_HOME=str(home), MLOPS_DATA_DIR=str(root / "data"))

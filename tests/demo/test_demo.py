@@ -82,7 +82,15 @@ def test_a_world_without_drift_ends_quietly_with_the_champion_kept(tmp_path):
     assert _port_free(port)
 
 
-def test_ctrl_c_in_the_middle_stops_the_daemon_the_server_and_every_step(tmp_path):
+@pytest.mark.parametrize(
+    "stage",
+    [
+        # MLflow's storage and the daemon are still starting beside the lakehouse run.
+        "lakehouse",
+        "scoring",  # the daemon and the model server are up by now
+    ],
+)
+def test_ctrl_c_in_the_middle_stops_the_daemon_the_server_and_every_step(tmp_path, stage):
     port = free_port()
     proc = subprocess.Popen(
         [MLOPS, "demo", "--customers", "3000"],
@@ -99,7 +107,7 @@ def test_ctrl_c_in_the_middle_stops_the_daemon_the_server_and_every_step(tmp_pat
     deadline = time.monotonic() + 900  # generous: only the moment matters, not the speed
     while time.monotonic() < deadline and proc.poll() is None:
         texts = [p.read_text(errors="replace") for p in logs.glob("demo-*.log")]
-        if any("stage scoring" in text for text in texts):  # the model server is up by now
+        if any(f"stage {stage}" in text for text in texts):
             break
         time.sleep(0.5)
     assert proc.poll() is None, proc.communicate()

@@ -123,6 +123,51 @@ def test_a_day_is_scored_once_and_a_rerun_replaces_it(served):
     assert [f.name for f in spec.fields] == ["prediction_date"]
 
 
+@pytest.mark.parametrize("chunk_rows", [500_000, 1_000])
+def test_a_range_run_scores_exactly_what_day_by_day_runs_score(served, monkeypatch, chunk_rows):
+    """A range is predicted in calls over many days (the trees run in parallel over every row),
+    in chunks of about `CHUNK_ROWS` (small here: a chunk ends inside the range); each day's rows
+    equal that day scored alone."""
+    from mlops_assets.serving import batch
+
+    monkeypatch.setattr(batch, "CHUNK_ROWS", chunk_rows)
+    days = [DAY + dt.timedelta(days=offset) for offset in range(3)]
+    for day in days:
+        served.score(day)
+    alone = _table(served)
+    together = score_days(served.catalog, served.store, served.registry, CONFIG, days)
+    assert together["rows"] == len(alone[alone["prediction_date"].isin(days)])
+    ranged = _table(served)
+    columns = ["prediction_id", "score", "prediction", "risk_band", "rule", "model_version"]
+    for frame in (alone, ranged):
+        frame.sort_values("prediction_id", inplace=True, ignore_index=True)
+    pd.testing.assert_frame_equal(
+        alone[alone["prediction_date"].isin(days)][columns].reset_index(drop=True),
+        ranged[ranged["prediction_date"].isin(days)][columns].reset_index(drop=True),
+    )
+
+
+def test_feature_snapshots_are_reread_when_the_gold_file_changes(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlops_assets.serving import batch
+    from mlops_assets.serving.batch import _snapshots
+
+    path = tmp_path / "customer_features.parquet"
+    pq.write_table(pa.table({"customer_id": [1, 2]}), path)
+    with _snapshots(str(path)) as (con, relation):
+        assert con.execute(f"select count(*) from {relation}").fetchone()[0] == 2
+    pq.write_table(pa.table({"customer_id": [1, 2, 3]}), path)  # dbt rebuilt gold
+    with _snapshots(str(path)) as (con, relation):
+        assert con.execute(f"select count(*) from {relation}").fetchone()[0] == 3
+    monkeypatch.setattr(batch, "SNAPSHOT_CACHE_BYTES", 0)  # a large file is read in place
+    pq.write_table(pa.table({"customer_id": [1, 2, 3, 4]}), path)
+    with _snapshots(str(path)) as (con, relation):
+        assert relation.startswith("read_parquet(")
+        assert con.execute(f"select count(*) from {relation}").fetchone()[0] == 4
+
+
 def test_analyst_queries_match_pandas(served):
     for offset in range(3):
         served.score(DAY + dt.timedelta(days=offset))

@@ -9,7 +9,7 @@ import json
 import dagster as dg
 
 from mlops_assets.defs.keys import dataset_run_config, retrain_job_name, retrain_sensor_name
-from mlops_assets.defs.tags import MAX_TAG, TRIGGER_TAG
+from mlops_assets.defs.tags import MAX_TAG, SENSOR_INTERVAL_S, TRIGGER_TAG
 from mlops_assets.model_config import ModelConfig, model_configs
 from mlops_assets.resources import LakehouseCatalogResource
 
@@ -23,7 +23,7 @@ def retrain_sensor(model: ModelConfig) -> dg.SensorDefinition:
     @dg.sensor(
         name=retrain_sensor_name(model),
         job_name=job_name,
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=SENSOR_INTERVAL_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Launches {job_name} (fresh dataset, KFP training, gate, canary deployment) once per "

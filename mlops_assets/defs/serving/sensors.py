@@ -8,7 +8,7 @@ import json
 import dagster as dg
 
 from mlops_assets.defs.keys import rollout_job_name
-from mlops_assets.defs.tags import TRIGGER_TAG
+from mlops_assets.defs.tags import SENSOR_INTERVAL_S, TRIGGER_TAG
 from mlops_assets.model_config import ModelConfig
 from mlops_assets.resources import LakehouseCatalogResource, ModelRegistryResource
 
@@ -19,7 +19,7 @@ def canary_sensor(model: ModelConfig, rollout_jobs: list[dg.JobDefinition]) -> d
     @dg.sensor(
         name=f"canary_{model.name}",
         jobs=rollout_jobs,
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=SENSOR_INTERVAL_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "While a canary runs, compares challenger and champion on the canary's labelled "

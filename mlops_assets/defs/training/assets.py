@@ -15,10 +15,13 @@ from mlops_assets.defs.keys import (
     retrain_job_name,
 )
 from mlops_assets.model_config import ModelConfig, model_configs
+from mlops_assets.processes import import_in_background
 from mlops_assets.resources import ModelRegistryResource, PipelineRunnerResource
 from mlops_assets.settings import PROJECT_ROOT, get_settings
 
 GATE_CHECK = "candidate_cleared_the_gate"
+# What the gate imports to load and score models from the registry (~4 s in a fresh run worker).
+PROMOTION_IMPORTS = ("mlflow", "skops.io", "sklearn.ensemble", "mlops_assets.training.gate")
 
 
 def _git_commit() -> str:
@@ -62,6 +65,9 @@ def build_candidate(model: ModelConfig) -> dg.AssetsDefinition:
                 f"no DVC version of dataset {model.feature_service}: materialize it first ({err})"
             ) from None
         lineage = {"git_commit": _git_commit(), "dagster_run_id": context.run_id}
+        # The promotion step after this one loads models from the registry: its imports load
+        # while this process waits on the pipeline.
+        import_in_background(*PROMOTION_IMPORTS)
         try:
             run = pipeline_runner.run(model, dataset.md5, lineage, model_registry.registry())
         except PipelineFailed as err:
