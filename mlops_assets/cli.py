@@ -44,13 +44,13 @@ def prepare() -> None:
     """Parse the dbt project for the current MLOPS_ENV (writes the manifest the code location
     loads); outside prod, also the local Dagster instance `make dev` and the demo open."""
     from mlops_assets.defs.dbt.project import prepare_manifest
-    from mlops_assets.settings import Environment, get_settings
+    from mlops_assets.settings import get_settings
 
     started = time.perf_counter()
     path = prepare_manifest()
     _echo("prepare", f"dbt manifest ready at {path} ({time.perf_counter() - started:.1f}s)")
     settings = get_settings()
-    if settings.env is not Environment.PROD:
+    if settings.has_local_dagster_instance:
         from mlops_assets.demo.runs import ensure_dagster_home
 
         _echo("prepare", f"Dagster instance at {ensure_dagster_home(settings)}")

@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         return self.data_dir / "dagster_home"
 
     @property
+    def has_local_dagster_instance(self) -> bool:
+        """Whether Dagster runs on the project's local instance (prod's comes from its deployment)."""
+        return self.env is not Environment.PROD
+
+    @property
     def warehouse_path(self) -> Path:
         """The embedded DuckDB warehouse (dbt's local/ci targets)."""
         return self.data_dir / "warehouse.duckdb"
