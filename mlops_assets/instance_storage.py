@@ -13,6 +13,7 @@ instance (PostgreSQL) does not use it. `deploy/dagster/local/dagster.yaml` confi
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from sqlalchemy.pool import NullPool
 
+from mlops_assets.settings import PROJECT_ROOT
+
 # How many events of one batch Dagster buffers before writing them (DagsterEventBatchMetadata).
 EVENT_BATCH_SIZE = "500"
 RUN_ENGINES_KEPT = 16  # a long-lived daemon or UI sees every run's shard: keep the recent ones
@@ -33,8 +36,6 @@ class LocalEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` with one engine per shard and batched writes."""
 
     def __init__(self, base_dir: str, inst_data: Any = None):
-        import os
-
         self._engines: OrderedDict[str, Any] = OrderedDict()
         super().__init__(base_dir, inst_data=inst_data)
         # Dagster hands batches to the storage only when this is set; every process that opens
@@ -49,8 +50,6 @@ class LocalEventLogStorage(SqliteEventLogStorage):
 
     @classmethod
     def from_config_value(cls, inst_data: Any, config_value: Any) -> LocalEventLogStorage:
-        import os
-
         base_dir = config_value.get("base_dir")
         if not base_dir:
             # Where Dagster's default SQLite storage keeps it: $DAGSTER_HOME/storage.
@@ -123,9 +122,7 @@ class LocalEventLogStorage(SqliteEventLogStorage):
         super().dispose()
 
 
-LOCAL_CONFIG = (
-    Path(__file__).resolve().parent.parent / "deploy" / "dagster" / "local" / "dagster.yaml"
-)
+LOCAL_CONFIG = PROJECT_ROOT / "deploy" / "dagster" / "local" / "dagster.yaml"
 
 
 def install_local_instance(home: Path) -> Path:
