@@ -111,6 +111,33 @@ class LocalEventLogStorage(SqliteEventLogStorage):
             for event, event_id in zip(events, event_ids, strict=True):
                 self._store_asset_event(conn, event, event_id)
 
+    def _store_asset_check_evaluation_planned(self, event: Any, event_id: int | None) -> None:
+        """Dagster's rows (one per planned partition), with the event serialized once instead of
+        once per row: a 240-day range plans ~13,500 check rows, 3-5 s of the lakehouse stage."""
+        from dagster._core.storage.asset_check_execution_record import (
+            AssetCheckExecutionRecordStatus,
+        )
+        from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+        from dagster_shared.serdes import serialize_value
+
+        planned = event.dagster_event.event_specific_data
+        subset = planned.partitions_subset
+        partition_keys = subset.get_partition_keys() if subset else [None]
+        shared = dict(
+            asset_key=planned.asset_key.to_string(),
+            check_name=planned.check_name,
+            run_id=event.run_id,
+            execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+            evaluation_event=serialize_value(event),
+            evaluation_event_timestamp=self._event_insert_timestamp(event),
+            evaluation_event_storage_id=event_id,
+        )
+        with self.index_connection() as conn:
+            conn.execute(
+                AssetCheckExecutionsTable.insert(),
+                [{**shared, "partition": key} for key in partition_keys],
+            )
+
     def delete_events(self, run_id: str) -> None:
         super().delete_events(run_id)
         self._engines.pop(run_id, None)

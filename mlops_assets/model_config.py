@@ -35,11 +35,18 @@ class Tuning(BaseModel):
     max_leaf_nodes: list[int] = []
     min_samples_leaf: list[int] = []
     max_candidates: int = Field(6, ge=1)
+    # Candidates fitted at once, each in its own process; None: one per CPU this process may use
+    # (set it on a cluster, where a container's CPU limit is not what the node reports).
+    workers: int | None = Field(None, ge=1)
 
     def candidates(self, base: GradientBoostingParams) -> list[GradientBoostingParams]:
         import itertools
 
-        grid = {k: v for k, v in self.model_dump().items() if k != "max_candidates" and v}
+        grid = {
+            k: v
+            for k, v in self.model_dump().items()
+            if k not in {"max_candidates", "workers"} and v
+        }
         if not grid:
             return [base]
         combos = itertools.product(*grid.values())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -119,10 +120,14 @@ def _run(settings, plan, config, res, options: DemoOptions, changed: bool) -> in
             code = 1
         finally:
             demo.stop_background()
+            # The model server flushes its inference log while the daemon stops.
+            server_stop = threading.Thread(target=res.deployer.stop, args=(config.name,))
+            if code or not options.keep_serving:
+                server_stop.start()
             if demo.daemon is not None:
                 runs.stop_daemon(demo.daemon)
-            if code or not options.keep_serving:
-                res.deployer.stop(config.name)
+            if server_stop.is_alive():
+                server_stop.join()
         if code == 0:
             _report(demo, write_timeline(res.lakehouse.catalog(), demo.timeline), options)
             demo.timings.update({f"{k}_s": v for k, v in out.durations.items()})

@@ -59,6 +59,11 @@ class Arm:
         return self.estimator.predict_proba(pd.DataFrame(rows, columns=self.columns))[:, 1]
 
 
+# What loading a version imports (MLflow's model and client, skops, the estimators): ~3 s cold.
+# A standby server imports them while it waits, so its first deployment does not.
+LOAD_IMPORTS = ("mlflow.models", "mlflow.tracking", "skops.io", "sklearn.ensemble", "yaml")
+
+
 def load_arm(
     registry: Registry, config: ModelConfig, role: str, version: str, served: list[str]
 ) -> Arm:

@@ -15,6 +15,7 @@ deployment swaps versions); the swap happens only if the new versions pass their
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -97,6 +98,8 @@ def serve(
     finally:
         code = inference_log.close()
         log.info("inference log flushed (writer exit code %s)", code)
+        # Flushed and closed: the exit need not walk the heap (a deployer waits on it).
+        gc.freeze()
 
 
 def _run(repository: Any, config: ModelConfig, host: str, port: int, standby: bool) -> int:
@@ -114,7 +117,11 @@ def _run(repository: Any, config: ModelConfig, host: str, port: int, standby: bo
 
     try:
         if standby:
+            from mlops_assets.processes import import_in_background
+            from mlops_assets.serving.predictor import LOAD_IMPORTS
+
             log.info("standby: %s is served after its first load request", config.name)
+            import_in_background(*LOAD_IMPORTS)
         else:
             repository.load_model(config.name)
     except (NotReady, DeploymentError) as err:

@@ -34,3 +34,15 @@ def test_dbt_parse(target, tmp_path):
         assert '"hive"' in manifest
     else:
         assert '"materialized": "external"' in manifest
+
+
+def test_the_dbt_resource_knows_its_version_without_starting_dbt():
+    """The version dagster-dbt would read from `dbt --version` (it decides the CLI's flags), here
+    from the installed dbt-core beside this interpreter, without the 2 s process."""
+    import re
+
+    from mlops_assets.defs.dbt.project import dbt_resource
+
+    out = subprocess.run([DBT_EXECUTABLE, "--version"], capture_output=True, text=True, check=True)
+    reported = re.search(r"(\d+\.\d+\.\d+)", out.stdout).group(1)
+    assert str(dbt_resource()._cli_version) == reported

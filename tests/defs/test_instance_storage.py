@@ -48,7 +48,20 @@ SCRIPT = textwrap.dedent(
     check = instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(dg.AssetKey("a"), "rows_positive"), limit=1000
     )
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable as T
+    from dagster_shared.serdes import deserialize_value
+    with instance.event_log_storage.index_connection() as conn:
+        rows = conn.execute(
+            T.select().with_only_columns(
+                T.c.asset_key, T.c.check_name, T.c.partition, T.c.execution_status,
+                T.c.evaluation_event,
+            )
+        ).fetchall()
+    check_rows = sorted(
+        [[r[0], r[1], r[2] or "", r[3], deserialize_value(r[4]).dagster_event_type.value] for r in rows]
+    )
     print(json.dumps({
+        "check_rows": check_rows,
         "storage": type(instance.event_log_storage).__name__,
         "success": result.success and one.success,
         "materializations": len(records),
@@ -130,3 +143,6 @@ def test_range_run_reads_back_like_dagsters_own_sqlite_storage(both):
     )
     assert local["run_events"] == default["run_events"]
     assert local["checks"] == default["checks"] > 0
+    # The check's rows as Dagster's storage writes them (one per planned partition).
+    assert local["check_rows"] == default["check_rows"]
+    assert len(local["check_rows"]) >= 60
