@@ -121,8 +121,12 @@ _FORKED_INPUTS: tuple | None = None  # what tune's forked workers inherit
 
 
 def _forked_trial(params: Any) -> dict:
+    """One candidate in a forked worker, single-threaded: the workers already use every CPU."""
+    from threadpoolctl import threadpool_limits
+
     assert _FORKED_INPUTS is not None, "a tuning worker must be forked by tune()"
-    return _trial(*_FORKED_INPUTS, params)
+    with threadpool_limits(1):
+        return _trial(*_FORKED_INPUTS, params)
 
 
 def _trial(
@@ -133,25 +137,22 @@ def _trial(
     y_val: pd.Series,
     params: Any,
 ) -> dict:
-    """One candidate's fit on train and its validation ROC AUC, single-threaded (the workers
-    already use every CPU)."""
+    """One candidate's fit on train and its validation ROC AUC."""
     from sklearn.metrics import roc_auc_score
-    from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1):
-        model = build_estimator(config.model_copy(update={"params": params}), X_train)
-        if params.early_stopping:
-            prepare, classifier = model[:-1], model[-1]
-            prepare.fit(X_train, y_train)
-            classifier.fit(
-                prepare.transform(X_train), y_train, X_val=prepare.transform(X_val), y_val=y_val
-            )
-            params = params.model_copy(
-                update={"max_iter": int(classifier.n_iter_), "early_stopping": False}
-            )
-        else:
-            model.fit(X_train, y_train)
-        auc = float(roc_auc_score(y_val, model.predict_proba(X_val)[:, 1]))
+    model = build_estimator(config.model_copy(update={"params": params}), X_train)
+    if params.early_stopping:
+        prepare, classifier = model[:-1], model[-1]
+        prepare.fit(X_train, y_train)
+        classifier.fit(
+            prepare.transform(X_train), y_train, X_val=prepare.transform(X_val), y_val=y_val
+        )
+        params = params.model_copy(
+            update={"max_iter": int(classifier.n_iter_), "early_stopping": False}
+        )
+    else:
+        model.fit(X_train, y_train)
+    auc = float(roc_auc_score(y_val, model.predict_proba(X_val)[:, 1]))
     return {"params": params.model_dump(), "validation_roc_auc": auc}
 
 
