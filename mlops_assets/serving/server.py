@@ -92,9 +92,19 @@ def serve(
         config.serving.log_flush_rows,
         config.serving.log_flush_seconds,
     )
+    from feast.errors import FeatureServiceNotFoundException
+
     try:
         repository = build_repository(resources, config, pinned_version, inference_log)
         return _run(repository, config, host, port, standby)
+    except FeatureServiceNotFoundException:
+        log.error(
+            "not starting: the feature store of %s has no feature service %r; build the lakehouse "
+            "first (`mlops demo`, or materialize the feast assets in Dagster)",
+            data_dir,
+            config.feature_service,
+        )
+        return 3
     finally:
         code = inference_log.close()
         log.info("inference log flushed (writer exit code %s)", code)

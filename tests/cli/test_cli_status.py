@@ -1,4 +1,4 @@
-"""`mlops status` on an empty data folder: a clear answer, not a traceback."""
+"""`mlops status` and `mlops serve` on an empty data folder: a clear answer, not a traceback."""
 
 import os
 import subprocess
@@ -34,3 +34,16 @@ def test_unknown_model_is_a_clear_error(tmp_path):
     assert proc.returncode == 1
     assert "unknown model 'fraud'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_serve_on_a_folder_without_features_says_what_to_build(tmp_path):
+    """The server needs the feature service its model reads; before the lakehouse exists it says so
+    and exits, instead of a traceback (and it never binds its port)."""
+    from mlops_assets.testing import free_port
+
+    proc = _mlops(tmp_path, "serve", "churn", "--port", str(free_port()))
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "has no feature service 'churn_v1'" in proc.stderr
+    assert "build the lakehouse first" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "Uvicorn running" not in proc.stderr
