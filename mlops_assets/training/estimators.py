@@ -106,10 +106,18 @@ def tune(
         # fresh interpreter would spend ~1 s importing scikit-learn, and each task would pickle
         # the frames); only the candidates' parameters and results cross the pipe.
         _FORKED_INPUTS = inputs
+        pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals)
         try:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                trials = pool.map(_forked_trial, candidates, chunksize=1)
+            trials = pool.map(_forked_trial, candidates, chunksize=1)
+            # Done: the workers exit on their own. (Pool's context manager would terminate them:
+            # a worker killed while it holds the task queue's lock leaves another one waiting on
+            # it forever, and one that inherited SIGTERM ignored cannot be terminated at all.)
+            pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
         finally:
+            pool.join()
             _FORKED_INPUTS = None
     else:
         trials = [_trial(*inputs, params) for params in candidates]
@@ -118,6 +126,15 @@ def tune(
 
 
 _FORKED_INPUTS: tuple | None = None  # what tune's forked workers inherit
+
+
+def _worker_signals() -> None:
+    """A tuning worker stops on SIGTERM and Ctrl-C even when its process inherited them ignored
+    (a KFP step started under Dagster or a background shell does)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _forked_trial(params: Any) -> dict:
