@@ -106,6 +106,7 @@ def tune(
         # fresh interpreter would spend ~1 s importing scikit-learn, and each task would pickle
         # the frames); only the candidates' parameters and results cross the pipe.
         _FORKED_INPUTS = inputs
+        _load_native_libraries()  # the workers inherit them loaded, and can limit their threads
         pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals)
         try:
             trials = pool.map(_forked_trial, candidates, chunksize=1)
@@ -137,11 +138,22 @@ def _worker_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _load_native_libraries() -> None:
+    """Import what loads scikit-learn's OpenMP and BLAS libraries. threadpoolctl limits only the
+    libraries already loaded: one loaded inside the limit keeps a thread per CPU, and two workers
+    with two OpenMP threads each on two CPUs took longer than one fit after the other."""
+    import importlib
+
+    for module in ("sklearn.ensemble", "sklearn.linear_model"):  # OpenMP (the boosting), BLAS
+        importlib.import_module(module)
+
+
 def _forked_trial(params: Any) -> dict:
     """One candidate in a forked worker, single-threaded: the workers already use every CPU."""
     from threadpoolctl import threadpool_limits
 
     assert _FORKED_INPUTS is not None, "a tuning worker must be forked by tune()"
+    _load_native_libraries()
     with threadpool_limits(1):
         return _trial(*_FORKED_INPUTS, params)
 

@@ -84,3 +84,47 @@ def test_tuning_workers_end_cleanly_when_stop_signals_are_ignored():
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"children": 0, "term_default": True}
+
+
+# Run in a fresh interpreter: scikit-learn's OpenMP must not be loaded before tune() runs (the
+# test process has loaded it long before). Each worker reports its thread pools mid-trial.
+THREADS_SCRIPT = """
+import json
+from mlops_assets.training import estimators
+
+def report_threads(config, X_train, y_train, X_val, y_val, params):
+    from threadpoolctl import threadpool_info
+    import sklearn.ensemble  # what a real trial imports
+    pools = sorted({(i["internal_api"], i["num_threads"]) for i in threadpool_info()})
+    return {"params": params.model_dump(), "validation_roc_auc": 0.5, "pools": pools}
+
+estimators._trial = report_threads
+from tests.training.test_tuning import _tune
+_, trials = _tune(2)
+print(json.dumps([t["pools"] for t in trials]))
+"""
+
+
+def test_tuning_workers_run_one_thread_each():
+    """Two workers with an OpenMP thread per CPU each oversubscribe the CPUs (slower than tuning
+    one candidate after the other): every library scikit-learn uses is limited to one thread."""
+    import json
+    import subprocess
+    import sys
+
+    from mlops_assets.settings import PROJECT_ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", THREADS_SCRIPT],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    per_worker = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(per_worker) == len(CONFIG.tuning.candidates(CONFIG.params))
+    for pools in per_worker:
+        assert any(api == "openmp" for api, _ in pools), pools  # the fit's library is there
+        assert all(threads == 1 for _, threads in pools), pools
