@@ -5,15 +5,18 @@ commands. A command naming no model works on the only configured one."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import typer
 
+from mlops_assets.api.cli import api_app, audit_cli
 from mlops_assets.settings import PROJECT_ROOT, get_settings
 
 app = typer.Typer(
     help="Lakehouse MLOps: the model lifecycle as one Dagster asset graph.", no_args_is_help=True
 )
+app.add_typer(api_app, name="api")
 MODEL = typer.Argument(None, help="A model config's name (default: the only one configured).")
 
 
@@ -308,7 +311,8 @@ def _rollout(action: str, model: str | None, reason: str) -> dict:
     try:
         with open_resources() as res:
             registry = res.model_registry.registry()
-            return operation(registry, res.deployer, config, actor="cli", reason=reason)
+            run = partial(operation, registry, res.deployer, config, actor="cli", reason=reason)
+            return audit_cli(res, action, config.name, {"reason": reason}, run)
     except (DeploymentError, rollout.RolloutError) as err:
         raise typer.Exit(_fail(str(err))) from None
 
@@ -362,7 +366,7 @@ def stop(model: str = MODEL) -> None:
 
     config = _model_config(model)
     with open_resources() as res:
-        stopped = res.deployer.stop(config.name)
+        stopped = audit_cli(res, "stop", config.name, {}, partial(res.deployer.stop, config.name))
     _echo("stop", f"{config.name}: {'stopped' if stopped else 'was not running'}")
 
 

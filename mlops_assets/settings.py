@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -40,6 +40,26 @@ def get_environment() -> Environment:
     except ValueError:
         valid = ", ".join(e.value for e in Environment)
         raise ValueError(f"MLOPS_ENV={raw!r} is not one of: {valid}") from None
+
+
+class ApiSettings(BaseModel):
+    """The control API (`mlops api`, mlops_assets/api/): who may call it and how often."""
+
+    model_config = ConfigDict(frozen=True)
+
+    issuer: str
+    audience: str
+    algorithms: tuple[str, ...]  # accepted JWT algorithms; never `none`
+    jwt_secret: SecretStr | None = None  # HS256 (embedded profile)
+    jwks_url: str | None = None  # the issuer's public keys (production)
+    rate_limit: int = Field(1200, ge=1)  # calls per tenant per window
+    rate_window_seconds: float = Field(60, gt=0)
+    redis_url: str | None = None  # the shared rate limit (production); None: in memory
+    access_file: Path = PROJECT_ROOT / "deploy" / "api" / "access.yaml"
+    dagster_url: str = "http://127.0.0.1:3000"  # the Dagster webserver runs are launched on
+    max_body_bytes: int = Field(16 * 1024, ge=256)
+    read_cache_seconds: float = Field(1.0, ge=0)  # reads may lag a change from elsewhere this long
+    leeway_seconds: int = Field(5, ge=0, le=60)  # clock skew allowed on exp / iat / nbf
 
 
 class Settings(BaseSettings):
@@ -94,6 +114,18 @@ class Settings(BaseSettings):
     services_port_offset: int = Field(default=0, ge=0, le=30000)
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The control API (`mlops api`): JWTs of this issuer and audience; HS256 with
+    # MLOPS_API_JWT_SECRET on the embedded profile, the issuer's JWKS (MLOPS_API_JWKS_URL) in prod.
+    api_issuer: str = "mlops-embedded"
+    api_audience: str = "mlops-api"
+    api_jwt_secret: SecretStr | None = None
+    api_jwks_url: str | None = None
+    api_rate_limit: int = Field(default=1200, ge=1)  # calls per tenant per window
+    api_rate_window_seconds: float = Field(default=60, gt=0)
+    api_access_file: Path = PROJECT_ROOT / "deploy" / "api" / "access.yaml"
+    api_dagster_url: str = "http://127.0.0.1:3000"
+    api_port: int = Field(default=8090, ge=1024, le=65535)
+    api_read_cache_seconds: float = Field(default=2.0, ge=0)
 
     @model_validator(mode="after")
     def _dvc_root_follows_the_data_folder(self) -> Settings:
@@ -120,6 +152,24 @@ class Settings(BaseSettings):
             ports=SeaweedPorts().shifted(self.services_port_offset),
             access_key=self.services_access_key,
             secret_key=self.services_secret_key,
+        )
+
+    def api(self) -> ApiSettings:
+        """The control API's settings: prod verifies tokens against the issuer's JWKS and shares
+        its rate limit through Redis; the embedded profile uses HS256 and an in-memory limit."""
+        prod = self.env is Environment.PROD
+        return ApiSettings(
+            issuer=self.api_issuer,
+            audience=self.api_audience,
+            algorithms=("RS256", "ES256") if prod else ("HS256",),
+            jwt_secret=None if prod else self.api_jwt_secret,
+            jwks_url=self.api_jwks_url if prod else None,
+            rate_limit=self.api_rate_limit,
+            rate_window_seconds=self.api_rate_window_seconds,
+            redis_url=self.redis_url if prod else None,
+            access_file=self.api_access_file,
+            dagster_url=self.api_dagster_url,
+            read_cache_seconds=self.api_read_cache_seconds,
         )
 
     @property

@@ -136,4 +136,24 @@ TIMELINE = IcebergTable(
     "timeline_occurred_at",
 )
 
-TABLES = (PREDICTIONS, INFERENCE_LOG, MONITORING, TIMELINE)
+AUDIT = IcebergTable(
+    "audit.actions",
+    lambda: [
+        ("occurred_at", "timestamptz", False),
+        ("source", "string", False),  # api | cli
+        ("actor", "string", False),  # the token's subject, `cli:<OS user>`, or anonymous
+        ("tenant", "string", False),  # '' when the caller was not authenticated
+        ("role", "string", False),
+        ("action", "string", False),  # e.g. `POST /v1/models/{model}/promote`, `cli promote`
+        ("target", "string", False),  # the model (or run) acted on, '' when none
+        ("arguments", "string", False),  # JSON
+        ("status", "int32", True),  # the HTTP status; NULL for the CLI
+        ("outcome", "string", False),  # ok | refused | error
+        ("result", "string", False),  # the answer (JSON) or the error message
+        ("request_id", "string", False),
+    ],
+    None,
+    "Every mutating call of the control API and the CLI, refused ones included: one row each.",
+)
+
+TABLES = (PREDICTIONS, INFERENCE_LOG, MONITORING, TIMELINE, AUDIT)

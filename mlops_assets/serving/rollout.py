@@ -99,6 +99,25 @@ def deploy(
     return {"spec": spec.model_dump(mode="json"), **where}
 
 
+def set_canary(
+    registry: Registry,
+    deployer: Deployer,
+    config: ModelConfig,
+    percent: int,
+    actor: str,
+    reason: str,
+) -> dict[str, Any]:
+    """Change the share of customers the running canary's challenger gets (0..100); the
+    versions stay as they are, the registry's aliases do not move."""
+    spec = current_spec(registry, config)
+    if spec is None or not spec.challenger_version:
+        raise RolloutError(f"model {config.name} has no canary running to change")
+    changes = {"canary_percent": percent, "actor": actor, "reason": reason}
+    new = DeploymentSpec.model_validate({**spec.model_dump(exclude={"updated_at"}), **changes})
+    where = apply_spec(registry, deployer, config, new)
+    return {"spec": new.model_dump(mode="json"), **where}
+
+
 def _arms(registry: Registry, config: ModelConfig) -> tuple[Any, str, str | None, str | None]:
     """The MLflow client, the registered model's name, its champion and challenger versions."""
     mlflow_client = client(registry)
