@@ -85,14 +85,29 @@ def stop_pid_group(pid: int, grace: float = 60.0) -> bool:
     return True
 
 
-def import_in_background(*modules: str) -> threading.Thread:
+# How much lower than normal a background warm-up runs (Linux niceness of its thread alone).
+WARM_UP_NICENESS = 10
+
+
+def import_in_background(*modules: str, low_priority: bool = False) -> threading.Thread:
     """Import what a later step of this process needs on a daemon thread, while the current one
     mostly waits on a subprocess (a KFP pipeline, dbt): skops alone walks all of scikit-learn
-    (2-3 s). An import that fails here fails again, with its traceback, where it is used."""
+    (2-3 s). An import that fails here fails again, with its traceback, where it is used.
+
+    `low_priority`: the thread runs niced (the process's other threads keep their priority), so it
+    takes the CPUs the rest of the machine leaves idle: a warm-up beside the tuning workers, at
+    normal priority, took CPU from them and made the training longer than it saved later. Only
+    for a process whose main thread will not need these modules while the machine is busy (it
+    would wait on the niced thread's import lock)."""
 
     def run() -> None:
         import importlib
 
+        if low_priority:
+            with contextlib.suppress(AttributeError, OSError):  # not Linux: normal priority
+                me = threading.get_native_id()
+                niceness = os.getpriority(os.PRIO_PROCESS, me) + WARM_UP_NICENESS
+                os.setpriority(os.PRIO_PROCESS, me, min(niceness, 19))
         for name in modules:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)

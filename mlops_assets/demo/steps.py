@@ -174,8 +174,9 @@ class Demo:
         known_by = self.plan.first_model_labels_by
         stage.update(detail="MLflow storage, daemon")
         self.ready()
-        # The model server starts its imports now, beside the training pipeline; the deployment
-        # at the end of the run then only loads the model into it.
+        # The model server starts its imports now, niced, on what the training pipeline leaves
+        # idle (its single-process steps); the deployment at the end of the run then only loads
+        # the model into it.
         self.res.deployer.standby(self.config)
         run_id = runs.run_job(
             self.instance,

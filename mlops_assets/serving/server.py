@@ -131,7 +131,7 @@ def _run(repository: Any, config: ModelConfig, host: str, port: int, standby: bo
             from mlops_assets.serving.predictor import LOAD_IMPORTS
 
             log.info("standby: %s is served after its first load request", config.name)
-            import_in_background(*LOAD_IMPORTS)
+            import_in_background(*LOAD_IMPORTS, low_priority=True)
         else:
             repository.load_model(config.name)
     except (NotReady, DeploymentError) as err:

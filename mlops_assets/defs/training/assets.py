@@ -67,7 +67,7 @@ def build_candidate(model: ModelConfig) -> dg.AssetsDefinition:
         lineage = {"git_commit": _git_commit(), "dagster_run_id": context.run_id}
         # The promotion step after this one loads models from the registry: its imports load
         # while this process waits on the pipeline.
-        import_in_background(*PROMOTION_IMPORTS)
+        import_in_background(*PROMOTION_IMPORTS, low_priority=True)
         try:
             run = pipeline_runner.run(model, dataset.md5, lineage, model_registry.registry())
         except PipelineFailed as err:
