@@ -54,7 +54,7 @@ def train_model(
         evaluate,
         feature_frame,
         read_split,
-        tune,
+        tune_with_baseline,
     )
 
     config = ModelConfig.model_validate_json(config_json)
@@ -63,25 +63,21 @@ def train_model(
     train, validation = read_split(folder, "train"), read_split(folder, "validation")
     check_labels(train[config.label], "train")
     check_labels(validation[config.label], "validation")
-    tuned, trials = tune(config, train, validation, features)
+    # The baseline's fits run on the tuning workers beside the candidates.
+    tuned, trials, base = tune_with_baseline(config, train, validation, features)
     metrics.log_metric("tuning_candidates", len(trials))
     metrics.log_metric("model_validation_roc_auc", max(t["validation_roc_auc"] for t in trials))
-    X_val = feature_frame(validation, features)
-    base = build_estimator(tuned, feature_frame(train, features), "baseline")
-    base.fit(feature_frame(train, features), train[config.label])
-    for name, value in evaluate(
-        validation[config.label].to_numpy(),
-        base.predict_proba(X_val)[:, 1],
-        config.decision_threshold,
-    ).items():
+    y_val = validation[config.label].to_numpy()
+    for name, value in evaluate(y_val, base.validation_scores, config.decision_threshold).items():
         metrics.log_metric(f"baseline_validation_{name}", value)
 
     full = pd.concat([train, validation])
     X = feature_frame(full, features)
+    refits = {"model": build_estimator(tuned, X, "model").fit(X, full[config.label])}
+    refits["baseline"] = base.refit
     for kind, artifact in (("model", model), ("baseline", baseline)):
         Path(artifact.path).mkdir(parents=True, exist_ok=True)
-        estimator = build_estimator(tuned, X, kind).fit(X, full[config.label])
-        joblib.dump(estimator, Path(artifact.path) / "model.joblib")
+        joblib.dump(refits[kind], Path(artifact.path) / "model.joblib")
     model.metadata["algorithm"] = config.algorithm
     model.metadata["params_json"] = tuned.params.model_dump_json()
     model.metadata["tuning_trials_json"] = json.dumps(trials)

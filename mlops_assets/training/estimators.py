@@ -4,6 +4,7 @@ pandas frames; no Dagster, no MLflow)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,15 @@ def build_estimator(config: ModelConfig, frame: pd.DataFrame, kind: str = "model
     return Pipeline([("pre", pre), ("clf", clf)])
 
 
+@dataclass
+class Baseline:
+    """The logistic baseline: its train-only fit's scores on validation, and its refit on
+    train + validation (what the pipeline evaluates on the test split beside the model)."""
+
+    validation_scores: np.ndarray
+    refit: Pipeline
+
+
 def tune(
     config: ModelConfig, train: pd.DataFrame, validation: pd.DataFrame, features: list[str]
 ) -> tuple[ModelConfig, list[dict]]:
@@ -92,13 +102,31 @@ def tune(
     validation split (the time-based one, not a random slice of train) and the winner is refit
     for the number of rounds it chose there. Candidates are fitted side by side in forked worker
     processes (`tuning.workers`); the result is the same as one after the other."""
+    tuned, trials, _ = _search(config, train, validation, features, baseline=False)
+    return tuned, trials
+
+
+def tune_with_baseline(
+    config: ModelConfig, train: pd.DataFrame, validation: pd.DataFrame, features: list[str]
+) -> tuple[ModelConfig, list[dict], Baseline]:
+    """`tune`, and the baseline's two fits as two more tasks of the same workers: they fill the
+    time the last candidates leave a worker idle instead of running after the search."""
+    tuned, trials, baseline = _search(config, train, validation, features, baseline=True)
+    assert baseline is not None
+    return tuned, trials, baseline
+
+
+def _search(config, train, validation, features, baseline: bool):
     global _FORKED_INPUTS
 
     X_train, X_val = feature_frame(train, features), feature_frame(validation, features)
     y_train, y_val = train[config.label], validation[config.label]
     candidates = config.tuning.candidates(config.params)
+    jobs = [("trial", params) for params in candidates]
+    if baseline:
+        jobs += [("baseline", "validation"), ("baseline", "refit")]
     inputs = (config, X_train, y_train, X_val, y_val)
-    workers = min(len(candidates), config.tuning.workers or _usable_cpus())
+    workers = min(len(jobs), config.tuning.workers or _usable_cpus())
     if workers > 1:
         import multiprocessing
 
@@ -109,7 +137,7 @@ def tune(
         _load_native_libraries()  # the workers inherit them loaded, and can limit their threads
         pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals)
         try:
-            trials = pool.map(_forked_trial, candidates, chunksize=1)
+            results = pool.map(_forked_job, jobs, chunksize=1)
             # Done: the workers exit on their own. (Pool's context manager would terminate them:
             # a worker killed while it holds the task queue's lock leaves another one waiting on
             # it forever, and one that inherited SIGTERM ignored cannot be terminated at all.)
@@ -121,9 +149,11 @@ def tune(
             pool.join()
             _FORKED_INPUTS = None
     else:
-        trials = [_trial(*inputs, params) for params in candidates]
+        results = [_job(inputs, job) for job in jobs]
+    trials = results[: len(candidates)]
     best = max(trials, key=lambda t: t["validation_roc_auc"])
-    return config.model_copy(update={"params": type(config.params)(**best["params"])}), trials
+    tuned = config.model_copy(update={"params": type(config.params)(**best["params"])})
+    return tuned, trials, Baseline(*results[len(candidates) :]) if baseline else None
 
 
 _FORKED_INPUTS: tuple | None = None  # what tune's forked workers inherit
@@ -148,14 +178,29 @@ def _load_native_libraries() -> None:
         importlib.import_module(module)
 
 
-def _forked_trial(params: Any) -> dict:
-    """One candidate in a forked worker, single-threaded: the workers already use every CPU."""
+def _forked_job(job: tuple[str, Any]) -> Any:
+    """One task in a forked worker, single-threaded: the workers already use every CPU."""
     from threadpoolctl import threadpool_limits
 
     assert _FORKED_INPUTS is not None, "a tuning worker must be forked by tune()"
     _load_native_libraries()
     with threadpool_limits(1):
-        return _trial(*_FORKED_INPUTS, params)
+        return _job(_FORKED_INPUTS, job)
+
+
+def _job(inputs: tuple, job: tuple[str, Any]) -> Any:
+    """A candidate's trial, or one of the baseline's fits (the `job` names which)."""
+    kind, what = job
+    if kind == "trial":
+        return _trial(*inputs, what)
+    import pandas as pd
+
+    config, X_train, y_train, X_val, y_val = inputs
+    if what == "validation":  # fitted on train only: its validation scores are fair
+        base = build_estimator(config, X_train, "baseline").fit(X_train, y_train)
+        return base.predict_proba(X_val)[:, 1]
+    X, y = pd.concat([X_train, X_val]), pd.concat([y_train, y_val])
+    return build_estimator(config, X, "baseline").fit(X, y)
 
 
 def _trial(

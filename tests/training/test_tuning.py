@@ -48,6 +48,34 @@ def test_parallel_tuning_equals_sequential_tuning():
     assert 1 <= side_by_side.params.max_iter <= 30
 
 
+def test_the_baseline_fits_on_the_workers_equal_fits_in_this_process():
+    """The two baseline tasks added to the search: the train-only fit's validation scores and
+    the refit on train + validation, as the pipeline fitted them after the search."""
+    from mlops_assets.training.estimators import build_estimator, tune_with_baseline
+
+    features = ["lifetime_value_usd", "order_count_30d", "plan"]
+    train, validation = _split(1, 2000), _split(2, 600)
+    config = CONFIG.model_copy(update={"params": CONFIG.params.model_copy(update={"max_iter": 30})})
+    plain, plain_trials = tune(config, train, validation, features)
+    for workers in (1, 2):
+        workers_config = config.model_copy(
+            update={"tuning": config.tuning.model_copy(update={"workers": workers})}
+        )
+        tuned, trials, base = tune_with_baseline(workers_config, train, validation, features)
+        assert (tuned.params, trials) == (plain.params, plain_trials)  # the search is unchanged
+
+        X_train, X_val = train[features], validation[features]
+        direct = build_estimator(config, X_train, "baseline").fit(X_train, train[CONFIG.label])
+        np.testing.assert_allclose(
+            base.validation_scores, direct.predict_proba(X_val)[:, 1], rtol=1e-6
+        )
+        full = pd.concat([train, validation])
+        refit = build_estimator(config, full[features], "baseline")
+        refit.fit(full[features], full[CONFIG.label])
+        np.testing.assert_allclose(base.refit[-1].coef_, refit[-1].coef_, rtol=1e-6)
+        assert base.refit.predict_proba(X_val).shape == (len(X_val), 2)
+
+
 # A KFP step started under Dagster or a background shell inherits SIGTERM and SIGINT ignored; the
 # tuning pool must still finish and leave no worker behind, round after round.
 IGNORED_SIGNALS_SCRIPT = """
