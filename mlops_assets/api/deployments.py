@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body
 from pydantic import ConfigDict, Field
 
 from mlops_assets.api.context import Context, allowed
-from mlops_assets.api.models import ModelName, Reason, ReasonBody, rollout_errors
+from mlops_assets.api.models import ModelName, Reason, ReasonBody, apply_rollout
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
 Reader = allowed("deployments:read")
@@ -44,26 +44,12 @@ def get_deployment(model: ModelName, principal: Reader, ctx: Context) -> dict[st
     return ctx.cache.get(("deployment", model), lambda: _status(ctx, config))
 
 
-def _apply(ctx: Context, principal: Any, model: str, action: str, **arguments: Any) -> dict:
-    from mlops_assets.serving import rollout
-    from mlops_assets.serving.deployment import DeploymentError
-
-    config = ctx.policy.model(principal, model)
-    actor = f"api:{principal.subject}"
-    try:
-        return getattr(rollout, action)(
-            ctx.registry, ctx.resources.deployer, config, actor=actor, **arguments
-        )
-    except (DeploymentError, rollout.RolloutError) as err:
-        raise rollout_errors(err) from None
-
-
 @router.post("/{model}", status_code=201)
 def create_deployment(
     model: ModelName, body: ReasonBody, principal: Writer, ctx: Context
 ) -> dict[str, Any]:
     """Serve the registry's champion, and its challenger as a canary at the configured share."""
-    return _apply(ctx, principal, model, "deploy", reason=body.reason)
+    return apply_rollout(ctx, principal, model, "deploy", reason=body.reason)
 
 
 @router.put("/{model}/canary")
@@ -71,7 +57,9 @@ def set_canary(
     model: ModelName, body: Annotated[Canary, Body()], principal: Writer, ctx: Context
 ) -> dict[str, Any]:
     """Change the running canary's share of customers (0..100)."""
-    return _apply(ctx, principal, model, "set_canary", percent=body.percent, reason=body.reason)
+    return apply_rollout(
+        ctx, principal, model, "set_canary", percent=body.percent, reason=body.reason
+    )
 
 
 @router.delete("/{model}")

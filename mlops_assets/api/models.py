@@ -32,12 +32,12 @@ ReasonBody = Annotated[Reason, Body()]
 def rollout_errors(err: Exception) -> ApiError:
     """The library's refusals as HTTP answers (nothing changed in each case)."""
     from mlops_assets.serving.deployment import DeploymentError
-    from mlops_assets.training.versions import VersionError
+    from mlops_assets.training.versions import UnknownVersion
 
     if isinstance(err, DeploymentError):
         return ApiError(503, "not_ready", f"{err}; what served before still serves")
-    if isinstance(err, VersionError) and "has no version" in str(err):
-        return not_found(str(err).removeprefix("model ").split(" has")[0] + " version")
+    if isinstance(err, UnknownVersion):
+        return not_found(f"{err.model} version")
     return ApiError(409, "conflict", str(err))
 
 
@@ -106,19 +106,17 @@ def _features(ctx: Context, service: str) -> dict[str, Any]:
     return {"feature_service": service, "features": rows}
 
 
-def _rollout(ctx: Context, principal: Any, model: str, action: str, reason: str) -> dict:
+def apply_rollout(ctx: Context, principal: Any, model: str, action: str, **arguments: Any) -> dict:
+    """One of serving/rollout.py's operations (promote, rollback, deploy, set_canary) on a model
+    of the caller's tenant, acted as `api:<subject>`; its refusals as HTTP answers."""
     from mlops_assets.serving import rollout
     from mlops_assets.serving.deployment import DeploymentError
 
     config = ctx.policy.model(principal, model)
-    operation = getattr(rollout, action)
+    actor = f"api:{principal.subject}"
     try:
-        return operation(
-            ctx.registry,
-            ctx.resources.deployer,
-            config,
-            actor=f"api:{principal.subject}",
-            reason=reason,
+        return getattr(rollout, action)(
+            ctx.registry, ctx.resources.deployer, config, actor=actor, **arguments
         )
     except (DeploymentError, rollout.RolloutError) as err:
         raise rollout_errors(err) from None
@@ -127,13 +125,13 @@ def _rollout(ctx: Context, principal: Any, model: str, action: str, reason: str)
 @router.post("/{model}/promote")
 def promote(model: ModelName, body: ReasonBody, principal: Writer, ctx: Context) -> dict[str, Any]:
     """The challenger becomes champion and takes all traffic (traffic first, then aliases)."""
-    return _rollout(ctx, principal, model, "promote", body.reason)
+    return apply_rollout(ctx, principal, model, "promote", reason=body.reason)
 
 
 @router.post("/{model}/rollback")
 def rollback(model: ModelName, body: ReasonBody, principal: Writer, ctx: Context) -> dict[str, Any]:
     """Drop a running canary, or restore the previous champion."""
-    return _rollout(ctx, principal, model, "rollback", body.reason)
+    return apply_rollout(ctx, principal, model, "rollback", reason=body.reason)
 
 
 @router.post("/{model}/versions/{version}/archive")

@@ -7,14 +7,22 @@ from __future__ import annotations
 from typing import Any
 
 from mlops_assets.training.decisions import record
-from mlops_assets.training.registry import LINEAGE_TAGS, Registry, client
+from mlops_assets.training.registry import CHALLENGER, CHAMPION, LINEAGE_TAGS, Registry, client
 
 ARCHIVED_TAG = "mlops.archived"
-SERVING_ALIASES = ("champion", "challenger")
+SERVING_ALIASES = (CHAMPION, CHALLENGER)
 
 
 class VersionError(RuntimeError):
     """No such version, or one that may not be archived (it serves)."""
+
+
+class UnknownVersion(VersionError):
+    """The registered model has no such version."""
+
+    def __init__(self, model: str, version: str) -> None:
+        super().__init__(f"model {model} has no version {version}")
+        self.model = model
 
 
 def _aliases(mlflow_client: Any, model: str) -> dict[str, list[str]]:
@@ -67,7 +75,7 @@ def archive(
     try:
         mlflow_client.get_model_version(model, version)
     except MlflowException:
-        raise VersionError(f"model {model} has no version {version}") from None
+        raise UnknownVersion(model, version) from None
     holding = [a for a in _aliases(mlflow_client, model).get(version, []) if a in SERVING_ALIASES]
     if holding:
         raise VersionError(
