@@ -1,5 +1,6 @@
-"""Gold tables as Feast sources: Parquet written by dbt-duckdb locally, Iceberg via Trino in prod.
-The environment switch is the project's one (`MLOPS_ENV`)."""
+"""Gold tables as Feast sources: Parquet written by dbt-duckdb (in the data folder, or on S3 on
+the services profile), Iceberg via Trino in prod. The environment switch is the project's one
+(`MLOPS_ENV`)."""
 
 from feast import Field, FileSource, RequestSource
 from feast.types import UnixTimestamp
@@ -20,9 +21,15 @@ if _settings.env is Environment.PROD:
         owner="ml-platform@example.com",
     )
 else:
+    from mlops_assets.lakehouse.duck import configure_ibis_default
+
+    # Feast's duckdb offline store reads through ibis's default DuckDB: give it the S3 endpoint
+    # (services profile; a no-op elsewhere), for the code location and the Feast CLI alike.
+    configure_ibis_default(_settings.s3_env())
     customer_features_source = FileSource(
         name="gold_customer_features",
-        path=str(_settings.gold_dir / "customer_features.parquet"),
+        path=f"{_settings.gold_uri}/customer_features.parquet",
+        s3_endpoint_override=_settings.s3_env().get("AWS_ENDPOINT_URL"),
         timestamp_field="event_timestamp",
         created_timestamp_column="created_timestamp",
         description="dbt gold.customer_features (Parquet written by dbt-duckdb).",

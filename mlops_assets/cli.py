@@ -47,9 +47,12 @@ def prepare() -> None:
     """Parse the dbt project for the current MLOPS_ENV (writes the manifest the code location
     loads); outside prod, also the local Dagster instance `make dev` and the demo open."""
     from mlops_assets.defs.dbt.project import prepare_manifest
+    from mlops_assets.lakehouse.duck import install_extensions
     from mlops_assets.settings import get_settings
 
     started = time.perf_counter()
+    # dbt-duckdb and Feast's ibis autoload them; DuckDB cannot download them here.
+    _echo("prepare", f"DuckDB extensions installed: {', '.join(install_extensions())}")
     path = prepare_manifest()
     _echo("prepare", f"dbt manifest ready at {path} ({time.perf_counter() - started:.1f}s)")
     settings = get_settings()
@@ -205,7 +208,9 @@ app.add_typer(services_app, name="services")
 
 @services_app.command("up")
 def services_up() -> None:
-    """Start SeaweedFS (S3 and the Iceberg REST catalog, on 127.0.0.1) and check the others."""
+    """Start SeaweedFS (S3 and the Iceberg REST catalog, on 127.0.0.1), create the profile's
+    PostgreSQL databases and check the others."""
+    from mlops_assets.service_stores import ensure_databases
     from mlops_assets.services import ServiceError, start_seaweed
 
     node = get_settings().seaweed()
@@ -214,7 +219,8 @@ def services_up() -> None:
     except ServiceError as err:
         raise typer.Exit(_fail(str(err))) from None
     _echo("services", f"SeaweedFS pid {state['pid']}, data {node.folder}, log {node.log_path}")
-    _print_services()
+    if _print_services():
+        _echo("services", f"databases created: {ensure_databases(get_settings()) or 'none'}")
 
 
 @services_app.command("status")
@@ -243,11 +249,8 @@ def _print_services() -> bool:
         redis_status(settings.redis_url),
     ]
     for status in statuses:
-        mark = (
-            typer.style("up  ", fg=typer.colors.GREEN)
-            if status.ok
-            else typer.style("DOWN", fg=typer.colors.RED)
-        )
+        up = typer.style("up  ", fg=typer.colors.GREEN)
+        mark = up if status.ok else typer.style("DOWN", fg=typer.colors.RED)
         typer.echo(f"  {mark} {status.name:<13} {status.where:<40} {status.detail}")
     return all(status.ok for status in statuses)
 

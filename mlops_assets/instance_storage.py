@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sql import create_engine
@@ -26,6 +26,9 @@ from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from sqlalchemy.pool import NullPool
 
 from mlops_assets.settings import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from mlops_assets.settings import Settings
 
 # How many events of one batch Dagster buffers before writing them (DagsterEventBatchMetadata).
 EVENT_BATCH_SIZE = "500"
@@ -167,5 +170,21 @@ def install_local_instance(home: Path) -> Path:
         assert marker in text, f"{LOCAL_CONFIG} no longer configures LocalEventLogStorage"
         folder = yaml.safe_dump({"base_dir": str(home.resolve() / "storage")}).strip()
         text = text.replace(marker, f"{marker}  config:\n    {folder}\n")
+        config.write_text(text)
+    return config
+
+
+SERVICES_CONFIG = PROJECT_ROOT / "deploy" / "dagster" / "services" / "dagster.yaml"
+
+
+def install_services_instance(home: Path, settings: Settings) -> Path:
+    """`home/dagster.yaml` of the services profile: Dagster's PostgreSQL storage (rewritten each
+    time, so a changed MLOPS_POSTGRES_URL is followed)."""
+    from mlops_assets.service_stores import dagster_yaml
+
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    text = dagster_yaml(settings, SERVICES_CONFIG)
+    if not config.exists() or config.read_text() != text:
         config.write_text(text)
     return config

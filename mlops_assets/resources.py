@@ -10,6 +10,11 @@ and `resources_for(env)`: the one place that picks the set for an environment.
 | PipelineRunnerResource     | kfp.local (subprocess runner)        | kfp.Client against a cluster     |
 | DeployerResource           | local KServe model server            | KServe InferenceService          |
 
+The services profile (`MLOPS_ENV=services`) takes production's implementations where they run on
+one node (REST catalog and S3 from SeaweedFS, Feast's SQL registry on PostgreSQL and Redis online
+store, MLflow on PostgreSQL + S3) and the embedded ones where they cannot (DuckDB for Trino,
+kfp.local for a cluster, the local model server for KServe).
+
 Each holds its real configuration as fields (secrets as `dg.EnvVar`, resolved when a run or
 `open_resources` starts) and hands library code what it needs: a pyiceberg catalog, a Feast store,
 a registry, an object that answers SQL, a runner, a deployer. Library code never asks which
@@ -61,11 +66,14 @@ class RestCatalogResource(LakehouseCatalogResource):
     warehouse: str
     credential: str | None = None  # `client-id:secret` for the catalog's OAuth2 endpoint
     s3_endpoint: str | None = None
+    s3_region: str | None = None  # None: looked up per bucket (AWS)
 
     def catalog(self) -> Catalog:
         from mlops_assets.lakehouse.catalog import rest_catalog
 
-        return rest_catalog(self.uri, self.warehouse, self.credential, self.s3_endpoint)
+        return rest_catalog(
+            self.uri, self.warehouse, self.credential, self.s3_endpoint, self.s3_region
+        )
 
 
 # -- the warehouse ---------------------------------------------------------------------------------
@@ -141,6 +149,17 @@ class EmbeddedFeatureStore(FeatureStoreResource):
         from mlops_assets.features.store import embedded_store
 
         return embedded_store(self.data_dir)
+
+
+class ServicesFeatureStore(FeatureStoreResource):
+    data_dir: str  # the generated feature_store.yaml (for the Feast CLI) in <data_dir>/feast
+    registry_url: str  # SQLAlchemy URL of the SQL registry
+    redis_connection: str  # Feast's `host:port,db=N[,password=...]`
+
+    def store(self) -> FeatureStore:
+        from mlops_assets.features.store import services_store
+
+        return services_store(self.data_dir, self.registry_url, self.redis_connection)
 
 
 class ProductionFeatureStore(FeatureStoreResource):
@@ -310,6 +329,8 @@ def resources_for(env: Environment, settings: Settings | None = None) -> dict[st
                 deployment_mode=settings.kserve_deployment_mode,
             ),
         }
+    if env is Environment.SERVICES:
+        return _services_resources(settings)
     data = settings.data_dir
     lakehouse = SqlCatalogResource(folder=str(data / "iceberg"))
     return {
@@ -322,6 +343,37 @@ def resources_for(env: Environment, settings: Settings | None = None) -> dict[st
             artifact_root=settings.mlflow_artifact_root or (data / "mlflow" / "artifacts").as_uri(),
             decisions_url=settings.decisions_db_url
             or f"sqlite:///{data / 'mlflow' / 'decisions.db'}",
+        ),
+        "pipeline_runner": LocalPipelineRunner(pipeline_root=str(data / "kfp")),
+        "deployer": LocalDeployer(data_dir=str(data), port=settings.serving_port),
+    }
+
+
+def _services_resources(settings: Settings) -> dict[str, Any]:
+    """Production's engines on this node (`mlops services up`): every S3 client of this process
+    and its children (dbt, KFP steps, the model server) reads the node's endpoint and key."""
+    settings.export_services_env()
+    data = settings.data_dir
+    node = settings.seaweed()
+    lakehouse = RestCatalogResource(
+        uri=node.iceberg_uri,
+        warehouse=node.warehouse,
+        credential=f"{node.access_key}:{node.secret_key}",
+        s3_endpoint=node.s3_endpoint,
+        s3_region=settings.s3_env()["AWS_REGION"],
+    )
+    return {
+        "lakehouse": lakehouse,
+        "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path), lakehouse=lakehouse),
+        "feature_store": ServicesFeatureStore(
+            data_dir=str(data),
+            registry_url=settings.services_database("feast", driver="postgresql+psycopg2"),
+            redis_connection=settings.feast_redis_connection,
+        ),
+        "model_registry": ModelRegistryResource(
+            tracking_uri=settings.mlflow_tracking_uri or settings.services_database("mlflow"),
+            artifact_root=settings.mlflow_artifact_root or f"s3://{node.files_bucket}/mlflow",
+            decisions_url=settings.decisions_db_url or settings.services_database("decisions"),
         ),
         "pipeline_runner": LocalPipelineRunner(pipeline_root=str(data / "kfp")),
         "deployer": LocalDeployer(data_dir=str(data), port=settings.serving_port),

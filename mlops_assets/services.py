@@ -157,7 +157,12 @@ def start_seaweed(node: Seaweed, timeout: float = 90.0) -> dict[str, Any]:
     running = seaweed_state(node)
     if running is not None:
         return running
-    taken = [port for port in node.ports.all() if _listening(port)]
+    # A node stopped a moment ago may still be closing its listeners.
+    deadline = time.monotonic() + 10
+    while (taken := [port for port in node.ports.all() if _listening(port)]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
     if taken:
         raise ServiceError(
             f"SeaweedFS cannot start: ports {taken} are taken on 127.0.0.1 (another SeaweedFS? "
@@ -222,7 +227,23 @@ def _seaweed_answers(node: Seaweed) -> bool:
         _catalog_detail(node)
     except Exception:  # not ready yet: the bucket or the catalog's filer is still starting
         return False
-    return True
+    # Restarted on a folder with data, the master answers before its volume server has
+    # registered: reads of existing objects fail until it has.
+    return _has_data_node(node)
+
+
+def _has_data_node(node: Seaweed) -> bool:
+    try:
+        url = f"http://127.0.0.1:{node.ports.master}/dir/status"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            topology = json.load(response).get("Topology", {})
+    except (OSError, ValueError):
+        return False
+    return any(
+        rack.get("DataNodes")
+        for center in topology.get("DataCenters") or []
+        for rack in center.get("Racks") or []
+    )
 
 
 def _tail(node: Seaweed, lines: int = 20) -> str:

@@ -1,7 +1,8 @@
 """The one environment switch and the typed settings every domain reads.
 
-`MLOPS_ENV` (local | ci | prod) decides the dbt target, the resource set and, later, the Feast and
-MLflow configs. Everything else is a `MLOPS_*` variable with a default that suits the embedded profile;
+`MLOPS_ENV` (local | ci | services | prod) decides the dbt target, the resource set and the Feast
+and MLflow configs. `services` is production's code path on one node: S3 and an Iceberg REST catalog
+from SeaweedFS (`mlops services up`), PostgreSQL and Redis of the machine. Everything else is a `MLOPS_*` variable with a default that suits the embedded profile;
 production values (Trino host, S3 prefixes, database URLs) come from the environment, never from code.
 """
 
@@ -24,11 +25,14 @@ if TYPE_CHECKING:
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The Kubernetes secret every production pod and pipeline step reads (MLflow, S3, Trino, Redis).
 SECRET_NAME = "mlops-secrets"
+# The services profile's databases on the PostgreSQL server, each `<prefix>_<name>`.
+SERVICES_DATABASES = ("dagster", "mlflow", "decisions", "feast")
 
 
 class Environment(StrEnum):
     LOCAL = "local"
     CI = "ci"
+    SERVICES = "services"
     PROD = "prod"
 
 
@@ -114,6 +118,10 @@ class Settings(BaseSettings):
     services_port_offset: int = Field(default=0, ge=0, le=30000)
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The services profile's own databases on that server (<prefix>_dagster, _mlflow, _feast) and
+    # Redis database (the demo empties it), so it never touches anything else there.
+    services_db_prefix: str = Field(default="mlops", pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    services_redis_db: int = Field(default=5, ge=0, le=15)
     # The control API (`mlops api`): JWTs of this issuer and audience; HS256 with
     # MLOPS_API_JWT_SECRET on the embedded profile, the issuer's JWKS (MLOPS_API_JWKS_URL) in prod.
     api_issuer: str = "mlops-embedded"
@@ -129,19 +137,92 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _dvc_root_follows_the_data_folder(self) -> Settings:
+        # The services profile's gold tables are on S3: its own project depends on them there.
         if "dvc_root" not in self.model_fields_set and (
-            self.data_dir.resolve() != (PROJECT_ROOT / "data").resolve()
+            self.data_dir.resolve() != (PROJECT_ROOT / "data").resolve() or self.on_services
         ):
             self.dvc_root = self.data_dir.resolve()
         return self
 
     @property
     def dvc_remote_name(self) -> str:
-        return self.dvc_remote or ("s3" if self.env is Environment.PROD else "local")
+        s3 = self.env in (Environment.PROD, Environment.SERVICES)
+        return self.dvc_remote or ("s3" if s3 else "local")
+
+    @property
+    def dvc_s3_remote_url(self) -> str | None:
+        """The S3 remote's URL: MLOPS_DVC_S3_URL, on the services profile the node's bucket."""
+        if self.dvc_s3_url or not self.on_services:
+            return self.dvc_s3_url
+        return f"s3://{self.seaweed().files_bucket}/dvc"
+
+    @property
+    def on_services(self) -> bool:
+        """The services profile: production's engines, served on this node."""
+        return self.env is Environment.SERVICES
 
     @property
     def landing(self) -> str:
-        return self.landing_uri or str(self.data_dir / "landing")
+        if self.landing_uri:
+            return self.landing_uri
+        if self.on_services:
+            return f"s3://{self.seaweed().files_bucket}/landing"
+        return str(self.data_dir / "landing")
+
+    @property
+    def gold_uri(self) -> str:
+        """Where dbt-duckdb writes gold tables as Parquet (Feast's offline source reads them)."""
+        if self.on_services:
+            return f"s3://{self.seaweed().files_bucket}/gold"
+        return str(self.gold_dir)
+
+    def services_database(self, name: str, driver: str | None = None) -> str:
+        """The URL of one of the services profile's PostgreSQL databases (`<prefix>_<name>`),
+        with `driver` as the URL's scheme if given (SQLAlchemy's `postgresql+psycopg2`)."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self.postgres_url)._replace(path=f"/{self.services_db_prefix}_{name}")
+        return urlunsplit(parts._replace(scheme=driver) if driver else parts)
+
+    @property
+    def services_redis_url(self) -> str:
+        """The services profile's Redis database (emptied by `mlops demo` on that profile)."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        return urlunsplit(urlsplit(self.redis_url)._replace(path=f"/{self.services_redis_db}"))
+
+    @property
+    def feast_redis_connection(self) -> str:
+        """That database as Feast's Redis connection string (`host:port,db=N,password=...`), with
+        socket timeouts: a hung Redis costs a request 2 s (then a 503), not forever."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.redis_url)
+        text = (
+            f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379},db={self.services_redis_db},"
+            "socket_timeout=2,socket_connect_timeout=1"
+        )
+        return text + (f",password={parts.password}" if parts.password else "")
+
+    def export_services_env(self) -> None:
+        """Hand the S3 endpoint and key to every client of this process and its children."""
+        os.environ.update(self.s3_env())
+
+    def s3_env(self) -> dict[str, str]:
+        """The variables every S3 client of the services profile reads (pyarrow, boto3, MLflow,
+        DVC, pyiceberg's FileIO, DuckDB through `lakehouse.duck`): the node's endpoint and key.
+        Empty elsewhere: production pods get theirs from the cluster's secret."""
+        if not self.on_services:
+            return {}
+        node = self.seaweed()
+        return {
+            "AWS_ACCESS_KEY_ID": node.access_key,
+            "AWS_SECRET_ACCESS_KEY": node.secret_key,
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": node.s3_endpoint,
+            "MLFLOW_S3_ENDPOINT_URL": node.s3_endpoint,
+        }
 
     def seaweed(self) -> Seaweed:
         """The SeaweedFS node of `mlops services`: data in <data dir>/services/seaweedfs."""
@@ -174,8 +255,9 @@ class Settings(BaseSettings):
 
     @property
     def dagster_home(self) -> Path:
-        """The local Dagster instance (SQLite storage) that `mlops demo` and `make dev` share."""
-        return self.data_dir / "dagster_home"
+        """The local Dagster instance (SQLite storage; on the services profile PostgreSQL, and a
+        home of its own) that `mlops demo` and `make dev` share."""
+        return self.data_dir / ("dagster_home_services" if self.on_services else "dagster_home")
 
     @property
     def has_local_dagster_instance(self) -> bool:
@@ -225,16 +307,22 @@ class Settings(BaseSettings):
             "MLOPS_LANDING_URI": self.landing,
             # Each target keeps its own manifest and partial-parse state.
             "DBT_TARGET_PATH": str(PROJECT_ROOT / "dbt_project" / "target" / self.dbt_target),
+            "MLOPS_GOLD_URI": self.gold_uri,
+            **self.s3_env(),
         }
 
     def export_dbt_env(self) -> None:
         """Hand the paths to dbt subprocesses. Parse and build must see the same values, or dbt
         throws away its partial-parse state and re-parses on every run."""
         os.environ.update(self.dbt_env())
-        if self.env is not Environment.PROD:
+        if self.env in (Environment.LOCAL, Environment.CI):
             self.gold_dir.mkdir(parents=True, exist_ok=True)
 
 
 @cache
 def get_settings() -> Settings:
-    return Settings(env=get_environment())
+    """This process's settings; on the services profile its S3 clients (and its children's) are
+    pointed at the node here, once, whichever door the process came in by."""
+    settings = Settings(env=get_environment())
+    settings.export_services_env()
+    return settings

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -14,17 +15,18 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from mlops_assets.datagen.simulate import PRIMARY_KEYS, SCHEMAS, DayGenerator
+from mlops_assets.datagen.simulate import PRIMARY_KEYS, SCHEMAS, DayGenerator, population_for
 from mlops_assets.datagen.tables import LANDING_TABLES
+from mlops_assets.lakehouse.files import filesystem
 from mlops_assets.world import World
 
 assert tuple(SCHEMAS) == LANDING_TABLES
 
+IO_THREADS = 8  # concurrent file writes / opens: round trips to an object store overlap
+
 
 def _fs(root: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in root:
-        return pafs.FileSystem.from_uri(root)
-    return pafs.LocalFileSystem(), root
+    return filesystem(root)
 
 
 def partition_dir(root: str, table: str, day: dt.date) -> str:
@@ -32,14 +34,19 @@ def partition_dir(root: str, table: str, day: dt.date) -> str:
 
 
 def write_partition(root: str, table: str, day: dt.date, data: pa.Table) -> str:
-    """Replace one day of one table. Readers see the old file or the new one, never half of one."""
+    """Replace one day of one table. Readers see the old file or the new one, never half of one:
+    a local file is written aside and renamed; an object store's PUT is atomic by itself (a
+    rename there is a copy and a delete, and folders do not exist)."""
     fs, base = _fs(root)
     folder = partition_dir(base, table, day)
-    fs.create_dir(folder, recursive=True)
     final = f"{folder}/part-0.parquet"
-    tmp = f"{folder}/.part-0.{uuid.uuid4().hex}.tmp"
-    pq.write_table(data, tmp, filesystem=fs, compression="zstd")
-    fs.move(tmp, final)
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(folder, recursive=True)
+        tmp = f"{folder}/.part-0.{uuid.uuid4().hex}.tmp"
+        pq.write_table(data, tmp, filesystem=fs, compression="zstd")
+        fs.move(tmp, final)
+    else:
+        pq.write_table(data, final, filesystem=fs, compression="zstd")
     return f"{partition_dir(root, table, day)}/part-0.parquet"
 
 
@@ -104,14 +111,21 @@ def validate_landing(root: str, table: str, days: list[dt.date]) -> LandingValid
     keys = list(PRIMARY_KEYS[table])
     result = LandingValidation(table=table)
     fs, _ = _fs(root)
-    for day in days:
-        files = partition_files(root, table, day)
+    # Listing and opening the days' files is round trips on an object store: overlap them.
+    with ThreadPoolExecutor(IO_THREADS) as pool:
+        listed = list(pool.map(lambda day: partition_files(root, table, day), days))
+        opened = pool.map(
+            lambda path: (path, pq.ParquetFile(path, filesystem=fs)),
+            [path for files in listed for path in files],
+        )
+        parquets = dict(opened)
+    for day, files in zip(days, listed, strict=True):
         if not files:
             result.missing_days.append(day.isoformat())
             continue
         for path in files:
             result.files += 1
-            parquet = pq.ParquetFile(path, filesystem=fs)
+            parquet = parquets[path]
             result.rows += parquet.metadata.num_rows
             result.schema_errors.extend(_schema_problems(path, parquet.schema_arrow, expected))
             present = [k for k in keys if k in parquet.schema_arrow.names]
@@ -137,14 +151,20 @@ def land_day(cfg: World, root: str, day: dt.date) -> dict[str, tuple[str, int]]:
     return written
 
 
+def land_many(world: World, root: str, days: list[dt.date]) -> list[dict[str, tuple[str, int]]]:
+    """`land_day` for each day, in order. Days are independent (each is generated from the
+    world's seed and the day), so their writes overlap: on an object store each is a round trip."""
+    population_for(world)  # built once, before the threads would each build it
+    with ThreadPoolExecutor(IO_THREADS) as pool:
+        return list(pool.map(lambda day: land_day(world, root, day), days))
+
+
 def land_days(world: World, root: str, days: int | None = None) -> dict[str, int]:
     """Land the world's first `days` days (all by default); rows per table."""
-    import datetime as dt
-
+    count = min(days or world.days, world.days)
     totals: dict[str, int] = {}
-    for i in range(min(days or world.days, world.days)):
-        for table, (_, rows) in land_day(
-            world, root, world.start_date + dt.timedelta(days=i)
-        ).items():
+    calendar = [world.start_date + dt.timedelta(days=i) for i in range(count)]
+    for landed in land_many(world, root, calendar):
+        for table, (_, rows) in landed.items():
             totals[table] = totals.get(table, 0) + rows
     return totals

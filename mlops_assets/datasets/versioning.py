@@ -93,10 +93,14 @@ def _write_if_changed(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _data_path(path: str) -> str:
+def _data_path(settings: Settings, path: str) -> str:
     """A path of the repository's dvc.yaml as seen from a data-folder project: the data folder's
-    own files relative to it, the repository's files (feature_repo/...) absolute."""
+    own files relative to it (gold's on S3 where dbt writes them there), the repository's files
+    (feature_repo/...) absolute."""
     prefix = f"{DEFAULT_DATA_DIR.name}/"
+    gold = f"{prefix}gold/"
+    if path.startswith(gold) and "://" in settings.gold_uri:
+        return f"{settings.gold_uri}/{path.removeprefix(gold)}"
     if path.startswith(prefix):
         return path.removeprefix(prefix)
     return str(PROJECT_ROOT / path)
@@ -107,10 +111,13 @@ def _generated_pipeline(settings: Settings) -> str:
     outputs, dependencies resolved from there, and the command pointed at this data folder."""
     data = settings.data_dir.resolve()
     spec = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
-    env = f"MLOPS_DATA_DIR={shlex.quote(str(data))} MLOPS_DVC_ROOT={shlex.quote(str(data))}"
+    env = (
+        f"MLOPS_ENV={settings.env.value} MLOPS_DATA_DIR={shlex.quote(str(data))} "
+        f"MLOPS_DVC_ROOT={shlex.quote(str(data))}"
+    )
     for stage in spec["stages"].values():
         stage["cmd"] = f"{env} {stage['cmd']}"
-        stage["deps"] = [_data_path(d) for d in stage.get("deps", [])]
+        stage["deps"] = [_data_path(settings, d) for d in stage.get("deps", [])]
     header = f"# {GENERATED.format(source=PROJECT_ROOT / 'dvc.yaml')}\n"
     return header + yaml.safe_dump(spec, sort_keys=False, width=1_000)
 
@@ -159,7 +166,7 @@ def _ensure_data_project(settings: Settings, root: Path) -> None:
             p.split("/")[0]
             for stage in yaml.safe_load((root / "dvc.yaml").read_text())["stages"].values()
             for p in [*stage.get("deps", []), *stage.get("outs", [])]
-            if not Path(p).is_absolute()
+            if not Path(p).is_absolute() and "://" not in p
         }
     )
     _write_if_changed(
@@ -176,7 +183,8 @@ def _configure(settings: Settings) -> Path:
     from dvc.repo import Repo
 
     root = dvc_root(settings)
-    if root == settings.data_dir.resolve() and not _is_default_data_dir(settings):
+    own_project = settings.on_services or not _is_default_data_dir(settings)
+    if root == settings.data_dir.resolve() and own_project:
         _ensure_data_project(settings, root)
     site = str(settings.data_dir.resolve() / "dvc" / "site")
     os.environ["DVC_SITE_CACHE_DIR"] = site
@@ -186,8 +194,11 @@ def _configure(settings: Settings) -> Path:
         local.setdefault("cache", {})["dir"] = str(settings.data_dir.resolve() / "dvc" / "cache")
         remotes = local.setdefault("remote", {})
         remotes.setdefault("local", {})["url"] = str(settings.data_dir.resolve() / "dvc" / "remote")
-        if settings.dvc_s3_url:
-            remotes.setdefault("s3", {})["url"] = settings.dvc_s3_url
+        if settings.dvc_s3_remote_url:
+            remotes.setdefault("s3", {})["url"] = settings.dvc_s3_remote_url
+            endpoint = settings.s3_env().get("AWS_ENDPOINT_URL")
+            if endpoint:  # an S3 that is not AWS (SeaweedFS on the services profile)
+                remotes["s3"]["endpointurl"] = endpoint
         local["core"]["remote"] = settings.dvc_remote_name
     return root
 

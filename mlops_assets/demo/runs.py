@@ -179,10 +179,13 @@ PLANNED_EVENTS = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true"}
 def ensure_dagster_home(settings: Settings) -> Path:
     """Point Dagster at the project's local instance (SQLite) unless DAGSTER_HOME is set; the
     same instance `make dev` opens."""
-    from mlops_assets.instance_storage import install_local_instance
+    from mlops_assets.instance_storage import install_local_instance, install_services_instance
 
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
-    install_local_instance(home)
+    if settings.on_services:
+        install_services_instance(home, settings)
+    else:
+        install_local_instance(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -100,6 +100,11 @@ class Demo:
         from mlops_assets.processes import import_in_background
 
         reset(self.settings.data_dir)
+        if self.settings.on_services:
+            from mlops_assets.service_stores import reset_all
+
+            stage.update(detail="fresh SeaweedFS node, PostgreSQL databases, Redis database")
+            reset_all(self.settings)
         self.home = runs.ensure_dagster_home(self.settings)
         stage.update(detail="dbt manifest, Dagster storage")
         # Nothing before training needs MLflow or the daemon: both start beside the lakehouse

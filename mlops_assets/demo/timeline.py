@@ -19,7 +19,15 @@ if TYPE_CHECKING:
 # Generated state the demo rebuilds each time (the landing data and warehouse follow the world and
 # are kept; the registry, tables, deployments and the Dagster instance start empty so the
 # sensors' run keys and cursors describe this run).
-RESET = ("dagster_home", "mlflow", "iceberg", "serving", "monitoring", "kfp")
+RESET = (
+    "dagster_home",
+    "dagster_home_services",
+    "mlflow",
+    "iceberg",
+    "serving",
+    "monitoring",
+    "kfp",
+)
 
 
 @dataclass

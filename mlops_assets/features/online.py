@@ -3,7 +3,11 @@
 On the embedded SQLite store: the store's own `online_read` per feature view plus the on-demand
 transformation, without the SDK's per-call planning (about 3x faster). On other stores (Redis in
 prod) the SDK is already efficient (one pipelined round trip for all views), so it is used as is.
-Either way the values are those of `FeatureStore.get_online_features` (the tests compare them)."""
+Either way the values are those of `FeatureStore.get_online_features` (the tests compare them).
+
+An online store that cannot be reached (Redis down or restarting) raises `FeatureStoreUnavailable`
+within a fraction of a second, which the model server answers with a 503: the server itself stays
+up and recovers by itself."""
 
 from __future__ import annotations
 
@@ -13,6 +17,46 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+
+
+class FeatureStoreUnavailable(RuntimeError):
+    """The online store cannot be reached right now (refused, reset or timed out connections);
+    the message names the store's error. A retry later may succeed."""
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """What a store that cannot be reached raises: OS-level connection errors and, when redis-py is
+    installed (the Redis online store), its own (which are not OSErrors)."""
+    errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:
+        return errors
+    return (*errors, RedisConnectionError, RedisTimeoutError)
+
+
+# Reads from Redis: a failed call is retried twice, 0.1 s then 0.2 s later (a pooled connection that
+# Redis closed is replaced), then FeatureStoreUnavailable. redis-py's default, which Feast keeps,
+# retries 3 times after up to 2, 4 and 8 s, while the request (and the server's event loop) waits.
+REDIS_RETRIES = 2
+REDIS_BACKOFF_BASE_SECONDS = 0.05
+
+
+def _fail_fast_on_redis(store: FeatureStore) -> None:
+    """Give the Redis client Feast reads with (the provider's, the one `get_online_features` uses)
+    a short retry policy; other stores are left as they are."""
+    try:
+        from feast.infra.online_stores.redis import RedisOnlineStore
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+    except ImportError:  # no Redis support installed: no Redis store either
+        return
+    online = store._get_provider().online_store
+    if isinstance(online, RedisOnlineStore):
+        client = online._get_client(store.config.online_store)  # connects on first use only
+        backoff = ExponentialBackoff(cap=1.0, base=REDIS_BACKOFF_BASE_SECONDS)
+        client.set_retry(Retry(backoff, REDIS_RETRIES))
 
 
 class OnlineFeatureReader:
@@ -26,6 +70,9 @@ class OnlineFeatureReader:
         self._config = store.config
         self._online = get_online_store_from_config(store.config.online_store)
         self._direct = isinstance(self._online, MonotonicSqliteOnlineStore)
+        self._unreachable = _connection_errors()
+        if not self._direct:
+            _fail_fast_on_redis(store)
         self._service = store.get_feature_service(service_name)
         self.join_key = join_key
         self.views: list[tuple[Any, list[str]]] = []
@@ -96,13 +143,20 @@ class OnlineFeatureReader:
     def _read_with_sdk(
         self, entity_ids: Sequence[int], request_ts: datetime | None
     ) -> tuple[list[dict[str, Any]], list[datetime | None]]:
-        response = self._store.get_online_features(
-            features=self._service,
-            entity_rows=[
-                {self.join_key: int(e), **dict.fromkeys(self.request_fields, request_ts)}
-                for e in entity_ids
-            ],
-        ).to_dict(include_event_timestamps=True)
+        try:
+            response = self._store.get_online_features(
+                features=self._service,
+                entity_rows=[
+                    {self.join_key: int(e), **dict.fromkeys(self.request_fields, request_ts)}
+                    for e in entity_ids
+                ],
+            ).to_dict(include_event_timestamps=True)
+        except self._unreachable as err:
+            kind = self._config.online_store.type
+            raise FeatureStoreUnavailable(
+                f"feature store unavailable: the {kind} online store cannot be reached "
+                f"({type(err).__name__}: {err})"
+            ) from err
         rows = [
             {name: response[name][i] for name in self.feature_names} for i in range(len(entity_ids))
         ]

@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlops_assets.features.windows import check_window
 from mlops_assets.settings import PROJECT_ROOT
@@ -40,16 +40,24 @@ def cli_config_path(data_dir: str | Path) -> Path:
     return feast_dir(data_dir) / "feature_store.yaml"
 
 
-def write_cli_config(data_dir: str | Path) -> Path:
+def write_cli_config(
+    data_dir: str | Path,
+    registry: dict[str, Any] | None = None,
+    online_store: dict[str, Any] | None = None,
+) -> Path:
     """feature_repo/feature_store.yaml with this data folder's registry and online store (the
-    committed file's `../data/feast/...` paths assume the default data folder). The code location
-    loads this same file, so the CLI and Dagster always see the same store."""
+    committed file's `../data/feast/...` paths assume the default data folder), or with the
+    `registry` and `online_store` given (the services profile's PostgreSQL and Redis). The code
+    location loads this same file, so the CLI and Dagster always see the same store."""
     import yaml
 
     config = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
     folder = feast_dir(data_dir).resolve()
-    config["registry"]["path"] = str(folder / "registry.db")
-    config["online_store"]["path"] = str(folder / "online.db")
+    config["registry"] = registry or {**config["registry"], "path": str(folder / "registry.db")}
+    config["online_store"] = online_store or {
+        **config["online_store"],
+        "path": str(folder / "online.db"),
+    }
     text = (
         "# Generated from feature_repo/feature_store.yaml for this data folder; run the Feast CLI\n"
         "# in feature_repo/ with MLOPS_DATA_DIR set to the data folder and `-f <this file>`.\n"
@@ -78,6 +86,24 @@ def store_from_yaml(path: str | Path) -> FeatureStore:
 def embedded_store(data_dir: str | Path) -> FeatureStore:
     """The embedded store of a data folder: the committed config with that folder's paths."""
     return store_from_yaml(write_cli_config(data_dir))
+
+
+def services_store(data_dir: str | Path, registry_url: str, redis_connection: str) -> FeatureStore:
+    """Production's stores on one node: the SQL registry on PostgreSQL (a SQLAlchemy URL) and
+    the Redis online store (Feast's `host:port,db=N` connection string); the offline store reads
+    gold's Parquet on S3 as on the embedded profile."""
+    registry = {
+        "registry_type": "sql",
+        "path": registry_url,
+        "cache_ttl_seconds": 60,
+        "sqlalchemy_config_kwargs": {"pool_pre_ping": True},
+    }
+    from mlops_assets.lakehouse.duck import configure_ibis_default
+
+    online = {"type": "redis", "connection_string": redis_connection}
+    # The offline store reads gold on S3 through ibis's default DuckDB (see lakehouse/duck.py).
+    configure_ibis_default()
+    return store_from_yaml(write_cli_config(data_dir, registry, online))
 
 
 def repo_contents() -> RepoContents:

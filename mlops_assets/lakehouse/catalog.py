@@ -29,9 +29,15 @@ def sql_catalog(folder: str | Path) -> Catalog:
 
 
 def rest_catalog(
-    uri: str, warehouse: str, credential: str | None = None, s3_endpoint: str | None = None
+    uri: str,
+    warehouse: str,
+    credential: str | None = None,
+    s3_endpoint: str | None = None,
+    s3_region: str | None = None,
 ) -> Catalog:
-    """An Iceberg REST catalog; S3 credentials come from the usual AWS variables."""
+    """An Iceberg REST catalog; S3 credentials come from the usual AWS variables. Without a
+    region pyiceberg asks AWS for the bucket's (a DNS failure and a pause per process on an S3
+    that is not AWS)."""
     from pyiceberg.catalog import load_catalog
 
     properties = {"type": "rest", "uri": uri, "warehouse": warehouse}
@@ -39,6 +45,8 @@ def rest_catalog(
         properties["credential"] = credential
     if s3_endpoint:
         properties["s3.endpoint"] = s3_endpoint
+    if s3_region:
+        properties["s3.region"] = s3_region
     return load_catalog(CATALOG_NAME, **properties)
 
 

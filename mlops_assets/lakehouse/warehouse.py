@@ -21,8 +21,11 @@ def duckdb_query(path: str, sql: str) -> pd.DataFrame:
     """One read-only query on the embedded warehouse file."""
     import duckdb
 
+    from mlops_assets.lakehouse.duck import configure_s3
+
     with duckdb.connect(path, read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
+        configure_s3(con)  # gold's views read Parquet on S3 on the services profile
         return con.execute(sql).df()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -55,26 +54,27 @@ _loading = threading.Lock()
 
 @contextlib.contextmanager
 def _snapshots(path: str) -> Iterator[tuple[Any, str]]:
-    """A DuckDB cursor and the relation holding the feature snapshots of `path`. A local file of
-    moderate size is read once and kept in memory while it is unchanged (same size and mtime):
-    scoring 49 days or monitoring 18 asks for the same file 49 or 36 times. Anything else is
-    read in place."""
+    """A DuckDB cursor and the relation holding the feature snapshots of `path` (a file or an
+    object-store URI). A file of moderate size is read once and kept in memory while it is
+    unchanged (same size and modification time): scoring 49 days or monitoring 18 asks for the
+    same file 49 or 36 times. A larger one is read in place."""
     import duckdb
 
-    try:
-        stat = os.stat(path)
-    except OSError:  # an object-store URI: DuckDB reads it itself
-        stat = None
-    if stat is None or stat.st_size > SNAPSHOT_CACHE_BYTES:
+    from mlops_assets.lakehouse.duck import configure_s3
+
+    size, modified = _file_version(path)
+    if size > SNAPSHOT_CACHE_BYTES:
         # Read in place: DuckDB prunes row groups by the timestamp filter.
         with duckdb.connect() as con:
+            configure_s3(con)
             quoted = path.replace("'", "''")
             yield con, f"read_parquet('{quoted}')"
         return
-    identity = (path, stat.st_size, stat.st_mtime_ns)
+    identity = (path, size, modified)
     with _loading:
         if _loaded.get("identity") != identity:
             con = duckdb.connect()
+            configure_s3(con)
             con.execute("create table snapshots as select * from read_parquet(?)", [path])
             # A replaced connection closes once its last cursor is gone.
             _loaded.update(identity=identity, connection=con)
@@ -83,6 +83,19 @@ def _snapshots(path: str) -> Iterator[tuple[Any, str]]:
         yield cursor, "snapshots"
     finally:
         cursor.close()
+
+
+def _file_version(path: str) -> tuple[int, int | None]:
+    """Size and modification time (ns) of a file or an object (pyarrow's filesystems)."""
+    import pyarrow.fs as pafs
+
+    from mlops_assets.lakehouse.files import filesystem
+
+    fs, key = filesystem(path)
+    info = fs.get_file_info(key)
+    if info.type != pafs.FileType.File:
+        raise ScoringError(f"the gold table {path} does not exist (build the lakehouse first)")
+    return int(info.size), info.mtime_ns
 
 
 def offline_features(store: FeatureStore, service: str, as_of: dt.datetime) -> pd.DataFrame:

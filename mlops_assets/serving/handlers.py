@@ -1,5 +1,7 @@
 """KServe's REST server with the project's exception handlers: a client's mistake is a 4xx with
-{"error": ...}, one log line and a count by reason, never a 5xx or a traceback."""
+{"error": ...}, one log line and a count by reason, never a 5xx or a traceback. An online feature
+store that cannot be reached is a 503 `feature_store_unavailable` with a Retry-After (the server
+stays up and answers again once the store is back)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,11 @@ import json
 import logging
 from typing import Any
 
+from mlops_assets.features.online import FeatureStoreUnavailable
+
 log = logging.getLogger("mlops.serving")
+# What a 503 for an unreachable feature store tells clients to wait before retrying.
+STORE_RETRY_AFTER_SECONDS = 2
 
 
 def _validation_message(errors: list[dict]) -> tuple[str, str]:
@@ -37,13 +43,21 @@ class Handlers:
         name = request.path_params.get("model_name")
         return name if name in self.models else "*"
 
-    def reject(self, request: Any, status: int, reason: str, message: str, headers: Any = None):
+    def reject(
+        self,
+        request: Any,
+        status: int,
+        reason: str,
+        message: str,
+        headers: Any = None,
+        level: int = logging.INFO,
+    ):
         from fastapi.responses import JSONResponse
 
         from mlops_assets.serving.metrics import ERRORS
 
         ERRORS.labels(self.model_label(request), reason).inc()
-        log.info("%d %s: %s", status, reason, message)
+        log.log(level, "%d %s: %s", status, reason, message)
         return JSONResponse(
             status_code=status, content={"error": message, "reason": reason}, headers=headers
         )
@@ -82,6 +96,13 @@ class Handlers:
     async def model_not_found(self, request: Any, exc: Any):
         return self.reject(request, 404, "unknown_model", str(exc))
 
+    async def store_unavailable(self, request: Any, exc: FeatureStoreUnavailable):
+        """The online store is down or restarting: not the client's fault, nor a bug here."""
+        headers = {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)}
+        return self.reject(
+            request, 503, "feature_store_unavailable", str(exc), headers, logging.WARNING
+        )
+
     async def json_error(self, request: Any, exc: json.JSONDecodeError):
         from mlops_assets.serving.requests import REQUEST
 
@@ -118,5 +139,6 @@ def rest_server_class(models: frozenset[str] = frozenset()) -> type:
             app.add_exception_handler(HTTPException, handlers.http_error)
             app.add_exception_handler(ModelNotFound, handlers.model_not_found)
             app.add_exception_handler(NotImplementedError, handlers.not_implemented)
+            app.add_exception_handler(FeatureStoreUnavailable, handlers.store_unavailable)
 
     return QuietRESTServer

@@ -14,6 +14,7 @@ REASONS = (
     "payload_too_large",  # 413: a body over serving.max_body_bytes
     "unknown_model",  # 404: a model this server does not serve
     "unknown_route",  # 404/405: no such path, or a method the path does not take
+    "feature_store_unavailable",  # 503: the online feature store cannot be reached (retry later)
     "internal_error",  # 500: a server fault (not the client's mistake), logged with a traceback
 )
 LATENCY = Histogram(

@@ -33,11 +33,11 @@ def landing_tables(context: dg.AssetExecutionContext, landing_zone: LandingZoneR
     days = partition_days(context, "landing tables are")
     rows = dict.fromkeys(LANDING_TABLES, 0)
     last_paths: dict[str, str] = {}
-    for day in days:
-        try:
-            landed = landing_zone.land(day)
-        except ValueError as err:
-            raise dg.Failure(str(err)) from None
+    try:
+        landed_days = landing_zone.land(days)
+    except ValueError as err:
+        raise dg.Failure(str(err)) from None
+    for landed in landed_days:
         for table, (path, n) in landed.items():
             rows[table] += n
             last_paths[table] = path

@@ -26,15 +26,19 @@ class LandingZoneResource(dg.ConfigurableResource):
 
         return ensure_world(self.data_dir or get_settings().data_dir)
 
-    def land(self, day: dt.date) -> dict[str, tuple[str, int]]:
-        from mlops_assets.datagen.landing import land_day
+    def land(self, days: list[dt.date]) -> list[dict[str, tuple[str, int]]]:
+        """Land each day (in order; their writes overlap); nothing is written if a day is
+        outside the world."""
+        from mlops_assets.datagen.landing import land_many
 
         world = self.world()
-        if not world.contains(day):
+        outside = [day for day in days if not world.contains(day)]
+        if outside:
             raise ValueError(
-                f"{day} is outside the simulated world ({world.start_date} .. {world.last_day})"
+                f"{outside[0]} is outside the simulated world "
+                f"({world.start_date} .. {world.last_day})"
             )
-        return land_day(world, self.landing_root(), day)
+        return land_many(world, self.landing_root(), days)
 
     def validate(self, table: str, days: list[dt.date]) -> "LandingValidation":
         from mlops_assets.datagen.landing import validate_landing

@@ -5,19 +5,17 @@ each table the query reads, and results typed as Trino types them."""
 from __future__ import annotations
 
 import contextlib
-import functools
-from pathlib import Path
 
 import duckdb
-import duckdb_extension_avro
-import duckdb_extension_iceberg
 import pandas as pd
+
+from mlops_assets.lakehouse.duck import configure_s3, extension_path
 
 from .catalog_tables import TRINO_CATALOG, CatalogTables, TableKey
 from .errors import QueryError
 
 # DuckDB's extensions as shipped on PyPI; avro first: the iceberg extension reads manifests with it.
-_EXTENSIONS = {"avro": duckdb_extension_avro, "iceberg": duckdb_extension_iceberg}
+_EXTENSIONS = ("avro", "iceberg")
 # Trino's / and % fail on zero; DuckDB's give NULL (the rewrites call these for / and %).
 _MACROS = (
     "CREATE MACRO trino_divide(a, b) AS "
@@ -54,7 +52,9 @@ def connect(tables: CatalogTables, used: set[TableKey]) -> duckdb.DuckDBPyConnec
     for macro in _MACROS:
         con.execute(macro)
     for name in _EXTENSIONS:
-        con.execute(f"LOAD '{_extension_path(name)}'")
+        con.execute(f"LOAD '{extension_path(name)}'")
+    # A REST catalog's tables live on S3: DuckDB reads their files with the node's secret.
+    configure_s3(con)
     con.execute(f"ATTACH ':memory:' AS {TRINO_CATALOG}")
     for schema in tables.schemas:
         con.execute(f'CREATE SCHEMA IF NOT EXISTS {TRINO_CATALOG}."{schema}"')
@@ -65,13 +65,6 @@ def connect(tables: CatalogTables, used: set[TableKey]) -> duckdb.DuckDBPyConnec
             f"SELECT * FROM iceberg_scan('{location}')"
         )
     return con
-
-
-@functools.cache
-def _extension_path(name: str) -> str:
-    """The extension's file in its package (searched for once a process)."""
-    package = Path(_EXTENSIONS[name].__file__).parent
-    return str(next(package.rglob(f"{name}.duckdb_extension")))
 
 
 def _execute(con: duckdb.DuckDBPyConnection, duck_sql: str) -> pd.DataFrame:
