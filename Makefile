@@ -37,10 +37,12 @@ format: install
 prepare: install
 	$(BIN)/mlops prepare
 
-## The Dagster UI and daemon on the same local instance `make demo` writes to.
+## The Dagster UI and daemon on the same local instance `make demo` writes to (the profile's:
+## MLOPS_ENV=services has its own, on PostgreSQL).
 dev: install
 	$(BIN)/mlops prepare
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home} PATH=$(CURDIR)/$(BIN):$$PATH \
+	DAGSTER_HOME=$${DAGSTER_HOME:-$$($(BIN)/python -c 'from mlops_assets.settings import get_settings as s; print(s().dagster_home)')} \
+		PATH=$(CURDIR)/$(BIN):$$PATH \
 		DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true \
 		$(BIN)/dagster dev -h 127.0.0.1 -p $(PORT)
 

@@ -25,6 +25,12 @@ assert tuple(SCHEMAS) == LANDING_TABLES
 IO_THREADS = 8  # concurrent file writes / opens: round trips to an object store overlap
 
 
+def _io_threads(root: str) -> int:
+    """Threads for a root's file operations: local files are CPU-bound here (one thread; more
+    only contend for the GIL), an object store's are round trips (they overlap)."""
+    return IO_THREADS if "://" in root else 1
+
+
 def _fs(root: str) -> tuple[pafs.FileSystem, str]:
     return filesystem(root)
 
@@ -112,7 +118,7 @@ def validate_landing(root: str, table: str, days: list[dt.date]) -> LandingValid
     result = LandingValidation(table=table)
     fs, _ = _fs(root)
     # Listing and opening the days' files is round trips on an object store: overlap them.
-    with ThreadPoolExecutor(IO_THREADS) as pool:
+    with ThreadPoolExecutor(_io_threads(root)) as pool:
         listed = list(pool.map(lambda day: partition_files(root, table, day), days))
         opened = pool.map(
             lambda path: (path, pq.ParquetFile(path, filesystem=fs)),
@@ -155,7 +161,7 @@ def land_many(world: World, root: str, days: list[dt.date]) -> list[dict[str, tu
     """`land_day` for each day, in order. Days are independent (each is generated from the
     world's seed and the day), so their writes overlap: on an object store each is a round trip."""
     population_for(world)  # built once, before the threads would each build it
-    with ThreadPoolExecutor(IO_THREADS) as pool:
+    with ThreadPoolExecutor(_io_threads(root)) as pool:
         return list(pool.map(lambda day: land_day(world, root, day), days))
 
 

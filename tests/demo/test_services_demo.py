@@ -20,6 +20,19 @@ from tests.conftest import POSTGRES_HOST, POSTGRES_PORT, REDIS_HOST, REDIS_PORT,
 
 pytestmark = pytest.mark.slow
 MLOPS = str(Path(sys.executable).parent / "mlops")
+# The timeline of the default world's demo (drift, retraining, a canary that wins).
+STORY = [
+    "drift_switched_on",
+    "lakehouse_built",
+    "trained_and_deployed",
+    "scored",
+    "monitored",
+    "retraining_launched",
+    "canary_started",
+    "canary_traffic",
+    "canary_promote",
+    "serving",
+]
 
 
 @pytest.fixture
@@ -98,6 +111,9 @@ def _each_part_lives_on_its_service(settings: Settings) -> None:
             table = catalog.load_table(name)
             assert table.metadata_location.startswith("s3://mlops-lake/"), name
             assert table.scan().to_arrow().num_rows > 0, name
+        # The same story as the embedded profile's demo, in the same order.
+        timeline = catalog.load_table("monitoring.timeline").scan().to_pandas()
+        assert list(timeline.sort_values("occurred_at", kind="stable")["event"]) == STORY
         # Analysts' SQL: DuckDB over the REST catalog's tables, in Trino's dialect.
         events = res.warehouse.analyst_sql(
             "select count(*) as n from iceberg.monitoring.timeline where event like 'canary%'"
