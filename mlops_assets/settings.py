@@ -2,8 +2,9 @@
 
 `MLOPS_ENV` (local | ci | services | prod) decides the dbt target, the resource set and the Feast
 and MLflow configs. `services` is production's code path on one node: S3 and an Iceberg REST catalog
-from SeaweedFS (`mlops services up`), PostgreSQL and Redis of the machine. Everything else is a `MLOPS_*` variable with a default that suits the embedded profile;
-production values (Trino host, S3 prefixes, database URLs) come from the environment, never from code.
+from SeaweedFS (`mlops services up`), PostgreSQL and Redis of the machine. Everything else is a
+`MLOPS_*` variable with a default that suits the embedded profile; production values (Trino host,
+S3 prefixes, database URLs) come from the environment, never from code.
 """
 
 from __future__ import annotations
