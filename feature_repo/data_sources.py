@@ -21,11 +21,6 @@ if _settings.env is Environment.PROD:
         owner="ml-platform@example.com",
     )
 else:
-    from mlops_assets.lakehouse.duck import configure_ibis_default
-
-    # Feast's duckdb offline store reads through ibis's default DuckDB: give it the S3 endpoint
-    # (services profile; a no-op elsewhere), for the code location and the Feast CLI alike.
-    configure_ibis_default(_settings.s3_env())
     customer_features_source = FileSource(
         name="gold_customer_features",
         path=f"{_settings.gold_uri}/customer_features.parquet",

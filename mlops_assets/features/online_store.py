@@ -207,7 +207,18 @@ class CheckedLocalProvider(PassthroughProvider):
       2025) that start is after the end, Feast writes nothing and still records the interval,
       moving the watermark to the end;
     - an end in the future: the watermark would pass now and later data be skipped (feast #4222).
+
+    It also points the offline store's DuckDB (ibis's default connection) at the profile's S3
+    endpoint, if it has one: every process that reads gold through Feast creates this provider
+    first, the Feast CLI's included (`feast materialize` on the services profile).
     """
+
+    def __init__(self, config: RepoConfig):
+        from mlops_assets.lakehouse.duck import configure_ibis_default
+        from mlops_assets.settings import get_settings
+
+        super().__init__(config)
+        configure_ibis_default(get_settings().s3_env())
 
     def materialize_single_feature_view(
         self,

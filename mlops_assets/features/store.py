@@ -92,8 +92,6 @@ def services_store(data_dir: str | Path, registry_url: str, redis_connection: st
     """Production's stores on one node: the SQL registry on PostgreSQL (a SQLAlchemy URL) and
     the Redis online store (Feast's `host:port,db=N` connection string); the offline store reads
     gold's Parquet on S3 as on the embedded profile."""
-    from mlops_assets.lakehouse.duck import configure_ibis_default
-
     registry = {
         "registry_type": "sql",
         "path": registry_url,
@@ -101,8 +99,7 @@ def services_store(data_dir: str | Path, registry_url: str, redis_connection: st
         "sqlalchemy_config_kwargs": {"pool_pre_ping": True},
     }
     online = {"type": "redis", "connection_string": redis_connection}
-    # The offline store reads gold on S3 through ibis's default DuckDB (see lakehouse/duck.py).
-    configure_ibis_default()
+    # The provider points the offline store's DuckDB at S3 (online_store.CheckedLocalProvider).
     return store_from_yaml(write_cli_config(data_dir, registry, online))
 
 

@@ -4,6 +4,7 @@ on SeaweedFS (S3 + Iceberg REST), PostgreSQL and Redis, and each part really liv
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import subprocess
@@ -97,6 +98,7 @@ def test_the_whole_loop_runs_on_s3_the_rest_catalog_postgresql_and_redis(service
         assert event in proc.stdout, proc.stdout
 
     _each_part_lives_on_its_service(settings)
+    _the_feast_cli_materializes_from_s3_into_redis(env, settings)
 
 
 def _each_part_lives_on_its_service(settings: Settings) -> None:
@@ -148,3 +150,33 @@ def _each_part_lives_on_its_service(settings: Settings) -> None:
     online.close()
     state = json.loads(settings.seaweed().state_path.read_text())
     assert state["s3_endpoint"].endswith(str(8333 + settings.services_port_offset))
+
+
+def _the_feast_cli_materializes_from_s3_into_redis(env: dict, settings: Settings) -> None:
+    """The Feast CLI on the profile's generated config, as a Feast user runs it in feature_repo/:
+    gold read from S3 by the offline store, rows written to the profile's Redis database."""
+    import redis
+
+    online = redis.Redis.from_url(settings.services_redis_url)
+    online.flushdb()
+    config = settings.data_dir / "feast" / "feature_store.yaml"
+    last = settings.world().last_day
+    week = [last - dt.timedelta(days=7), last + dt.timedelta(days=1)]
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "feast"),
+            "-f",
+            str(config),
+            "materialize",
+            *(f"{day.isoformat()}T00:00:00" for day in week),
+        ],
+        cwd=PROJECT_ROOT / "feature_repo",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert online.dbsize() > 0
+    online.close()
