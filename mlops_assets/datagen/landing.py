@@ -31,10 +31,6 @@ def _io_threads(root: str) -> int:
     return IO_THREADS if "://" in root else 1
 
 
-def _fs(root: str) -> tuple[pafs.FileSystem, str]:
-    return filesystem(root)
-
-
 def partition_dir(root: str, table: str, day: dt.date) -> str:
     return f"{root.rstrip('/')}/{table}/dt={day.isoformat()}"
 
@@ -43,7 +39,7 @@ def write_partition(root: str, table: str, day: dt.date, data: pa.Table) -> str:
     """Replace one day of one table. Readers see the old file or the new one, never half of one:
     a local file is written aside and renamed; an object store's PUT is atomic by itself (a
     rename there is a copy and a delete, and folders do not exist)."""
-    fs, base = _fs(root)
+    fs, base = filesystem(root)
     folder = partition_dir(base, table, day)
     final = f"{folder}/part-0.parquet"
     if isinstance(fs, pafs.LocalFileSystem):
@@ -57,7 +53,7 @@ def write_partition(root: str, table: str, day: dt.date, data: pa.Table) -> str:
 
 
 def partition_files(root: str, table: str, day: dt.date) -> list[str]:
-    fs, base = _fs(root)
+    fs, base = filesystem(root)
     selector = pafs.FileSelector(partition_dir(base, table, day), allow_not_found=True)
     return sorted(
         info.path
@@ -116,7 +112,7 @@ def validate_landing(root: str, table: str, days: list[dt.date]) -> LandingValid
     expected = SCHEMAS[table]
     keys = list(PRIMARY_KEYS[table])
     result = LandingValidation(table=table)
-    fs, _ = _fs(root)
+    fs, _ = filesystem(root)
     # Listing and opening the days' files is round trips on an object store: overlap them.
     with ThreadPoolExecutor(_io_threads(root)) as pool:
         listed = list(pool.map(lambda day: partition_files(root, table, day), days))
