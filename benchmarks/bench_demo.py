@@ -8,6 +8,7 @@ canary, and the whole command.
     .venv/bin/python benchmarks/bench_demo.py                          # 20k customers, 3 runs
     .venv/bin/python benchmarks/bench_demo.py --customers 200000 --runs 1
     .venv/bin/python benchmarks/bench_demo.py --profiles local services  # side by side, alternating
+    .venv/bin/python benchmarks/bench_demo.py --one-model churn  # every model vs churn alone
 
 The services profile (`MLOPS_ENV=services`) runs on its own SeaweedFS node (ports shifted by
 MLOPS_SERVICES_PORT_OFFSET, default 500 here), databases (prefix `mlops_bench`) and Redis db 8;
@@ -33,9 +34,14 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def environment(customers: int, profile: str = "local") -> tuple[Path, dict]:
     root = RESULTS / (f"demo_{customers}" if profile == "local" else f"demo_{profile}_{customers}")
+    root = root.with_name(root.name.replace(":", "_"))
     # A data folder of its own is its own DVC project: the project's dvc.lock is never touched.
-    env = {**os.environ, "MLOPS_ENV": profile, "MLOPS_DATA_DIR": str(root / "data")}
-    if profile == "services":
+    env = {
+        **os.environ,
+        "MLOPS_ENV": profile.split(":")[0],
+        "MLOPS_DATA_DIR": str(root / "data"),
+    }
+    if profile.startswith("services"):
         env.setdefault("MLOPS_SERVICES_PORT_OFFSET", "500")
         env.update(MLOPS_SERVICES_DB_PREFIX="mlops_bench", MLOPS_SERVICES_REDIS_DB="8")
         env.pop("DAGSTER_HOME", None)  # the profile's own home (PostgreSQL storage)
@@ -53,13 +59,21 @@ def prepare(customers: int, profile: str = "local") -> None:
 
 
 def run(customers: int, profile: str = "local") -> dict:
+    """One demo; a profile `local:<model>` runs that model's story alone (`--model`)."""
     root, env = environment(customers, profile)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
+    model = ["--model", profile.split(":")[1]] if ":" in profile else []
     started = time.perf_counter()
     with (root / "demo.log").open("wb") as log:
         proc = subprocess.run(
-            [str(Path(sys.executable).parent / "mlops"), "demo", "--customers", str(customers)],
+            [
+                str(Path(sys.executable).parent / "mlops"),
+                "demo",
+                "--customers",
+                str(customers),
+                *model,
+            ],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -67,7 +81,7 @@ def run(customers: int, profile: str = "local") -> dict:
             check=False,
         )
     wall = time.perf_counter() - started
-    if profile == "services":  # its idle node would take CPU from the next run
+    if profile.startswith("services"):  # its idle node would take CPU from the next run
         mlops = str(Path(sys.executable).parent / "mlops")
         subprocess.run([mlops, "services", "down"], cwd=ROOT, env=env, capture_output=True)
     report_path = root / "data" / "logs" / "demo_report.json"
@@ -86,7 +100,12 @@ def main() -> None:
     parser.add_argument("--customers", type=int, nargs="+", default=[20_000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profiles", nargs="+", default=["local"], choices=["local", "services"])
+    parser.add_argument(
+        "--one-model", help="also run this model's story alone, alternating (ratio: all / one)"
+    )
     args = parser.parse_args()
+    if args.one_model:
+        args.profiles = [f"{args.profiles[0]}:{args.one_model}", args.profiles[0]]
     RESULTS.mkdir(parents=True, exist_ok=True)
     for customers in args.customers:
         results: dict[str, list[dict]] = {profile: [] for profile in args.profiles}

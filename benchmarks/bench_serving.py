@@ -11,6 +11,14 @@ rounds so both see the same machine state.
 
     .venv/bin/python benchmarks/bench_serving.py                     # 100k customers, 200 rps, 3 x 10 s per path
     .venv/bin/python benchmarks/bench_serving.py --rate 400 --seconds 20
+
+With --with-fraud it instead measures fraud beside churn in the same model server process, on a
+shop built with dbt (--fraud-customers, 150 days) and both champions trained on it: one-row
+requests at --rate, churn by customer_id and fraud by (order_id, customer_id) of the last day's
+orders (an order and a customer lookup), the two models alternating in rounds; per model p50/p99
+(pooled, and the median over rounds) of latency and service time, and fraud p99 / churn p99.
+
+    .venv/bin/python benchmarks/bench_serving.py --with-fraud        # 3000 customers, 200 rps
 """
 
 from __future__ import annotations
@@ -123,7 +131,20 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="per round and path")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--with-fraud",
+        action="store_true",
+        help="fraud beside churn in one server process, on a dbt-built shop (no naive path)",
+    )
+    parser.add_argument(
+        "--fraud-customers", type=int, default=3000, help="customers of the --with-fraud shop"
+    )
     args = parser.parse_args()
+    if args.with_fraud:
+        from bench_serving_fraud import main_fraud
+
+        main_fraud(args, RESULTS)
+        return
 
     data = RESULTS / "serving_data"
     shutil.rmtree(data, ignore_errors=True)

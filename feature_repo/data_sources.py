@@ -20,6 +20,14 @@ if _settings.env is Environment.PROD:
         description="dbt gold.customer_features (Iceberg, read through Trino).",
         owner="ml-platform@example.com",
     )
+    order_features_source = TrinoSource(
+        name="gold_order_features",
+        table="gold.order_features",
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created_timestamp",
+        description="dbt gold.order_features (Iceberg, read through Trino).",
+        owner="ml-platform@example.com",
+    )
 else:
     customer_features_source = FileSource(
         name="gold_customer_features",
@@ -28,6 +36,15 @@ else:
         timestamp_field="event_timestamp",
         created_timestamp_column="created_timestamp",
         description="dbt gold.customer_features (Parquet written by dbt-duckdb).",
+        owner="ml-platform@example.com",
+    )
+    order_features_source = FileSource(
+        name="gold_order_features",
+        path=f"{_settings.gold_uri}/order_features.parquet",
+        s3_endpoint_override=_settings.s3_env().get("AWS_ENDPOINT_URL"),
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created_timestamp",
+        description="dbt gold.order_features (Parquet written by dbt-duckdb).",
         owner="ml-platform@example.com",
     )
 

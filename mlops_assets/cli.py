@@ -1,23 +1,23 @@
 """`mlops`: the project's commands. Each parses its arguments and calls the library with the
 environment's resources (`mlops_assets.resources.open_resources`); heavy imports happen inside the
-commands. A command naming no model works on the only configured one."""
+commands. A command naming no model works on the only configured one. The serving commands
+(status, serve, deploy, promote, rollback, stop) live in `mlops_assets.serving.cli`."""
 
 from __future__ import annotations
 
 import time
-from functools import partial
 from pathlib import Path
 
 import typer
 
-from mlops_assets.api.cli import api_app, audit_cli
+from mlops_assets.api.cli import api_app
+from mlops_assets.serving.cli import COMMANDS as SERVING_COMMANDS
 from mlops_assets.settings import PROJECT_ROOT, get_settings
 
 app = typer.Typer(
     help="Lakehouse MLOps: the model lifecycle as one Dagster asset graph.", no_args_is_help=True
 )
 app.add_typer(api_app, name="api")
-MODEL = typer.Argument(None, help="A model config's name (default: the only one configured).")
 
 
 def _echo(step: str, message: str) -> None:
@@ -28,18 +28,6 @@ def _echo(step: str, message: str) -> None:
 def _fail(message: str) -> int:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return 1
-
-
-def _model_config(model: str | None):
-    from mlops_assets.model_config import model_configs
-
-    configs = model_configs()
-    if model is None and len(configs) == 1:
-        return next(iter(configs.values()))
-    if model not in configs:
-        asked = f"unknown model {model!r}" if model else "name a model"
-        raise typer.Exit(_fail(f"{asked}; configured: {sorted(configs)}"))
-    return configs[model]
 
 
 @app.command()
@@ -96,7 +84,9 @@ def demo(
     days: int = typer.Option(None, help="Days of history in the world (default: the world's)."),
     drift_day: int = typer.Option(None, help="Day of the history from which drift is on."),
     no_drift: bool = typer.Option(False, "--no-drift", help="A world without drift."),
+    fraud_drift_day: int = typer.Option(None, help="Day from which fraud takes a new pattern."),
     keep_serving: bool = typer.Option(False, help="Leave the model server running at the end."),
+    model: str = typer.Option(None, help="Only this model's story (default: every model)."),
 ) -> None:
     """The main job on the embedded profile, the whole loop: history with drift, lakehouse, training,
     deployment, scoring, monitoring, the daemon's retraining and canary, and a timeline. The world
@@ -104,7 +94,9 @@ def demo(
     from mlops_assets.demo import DemoOptions, run_demo
     from mlops_assets.demo.plan import PlanError
 
-    options = DemoOptions(customers, days, drift_day, no_drift, keep_serving)
+    options = DemoOptions(
+        customers, days, drift_day, no_drift, keep_serving, model, fraud_drift_day
+    )
     try:
         code = run_demo(options)
     except (PlanError, ValueError) as err:
@@ -122,31 +114,10 @@ def _skip_final_collection() -> None:
     gc.freeze()
 
 
-@app.command()
-def status(model: str = MODEL) -> None:
-    """What serves, at what split, and the latest monitoring state."""
-    from mlops_assets.monitoring.results import read_table
-    from mlops_assets.resources import open_resources
-    from mlops_assets.serving.rollout import status as rollout_status
-
-    config = _model_config(model)
-    with open_resources() as res:
-        state = rollout_status(res.model_registry.registry(), res.deployer, config)
-        table = read_table(res.lakehouse.catalog(), config)
-    aliases = ", ".join(f"{k}=v{v}" for k, v in state["aliases"].items() if v) or "none"
-    _echo("registry", f"{config.name}: {aliases}")
-    split = ", ".join(f"v{v}: {p}%" for v, p in state["split"].items()) or "nothing deployed"
-    server = state["server"]
-    where = f"server {server['endpoint']} (pid {server['pid']})" if server else None
-    _echo("serving", f"{split}; {where or 'no local server running'}")
-    status_rows = table[table["metric"] == "status"]
-    if status_rows.empty:
-        _echo("monitoring", "no monitoring results yet")
-    for monitor, group in status_rows.sort_values("day").groupby("monitor"):
-        last = group.iloc[-1]
-        failed = int(group["breached"].sum())
-        summary = f"last day {last['day']} {last['detail']}; {failed} failed day(s) in {len(group)}"
-        _echo("monitoring", f"{monitor}: {summary}")
+# status, serve, deploy, promote, rollback, stop: mlops_assets/serving/cli.py. Registered here,
+# between demo and sql, so `mlops --help` lists the commands in the same order.
+for command in SERVING_COMMANDS:
+    app.command()(command)
 
 
 dataset_app = typer.Typer(help="Versioned training sets (Feast + DVC).", no_args_is_help=True)
@@ -271,106 +242,6 @@ def pipeline_compile(
 
     compile_pipeline(out)
     _echo("pipeline", f"compiled to {out}")
-
-
-@app.command()
-def serve(
-    model: str = MODEL,
-    version: str = typer.Option(None, help="Serve this registered version only (prod pods)."),
-    host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(None, help="Default: MLOPS_SERVING_PORT, else serving.port."),
-    standby: bool = typer.Option(
-        False, "--standby", help="Start with no model; load the spec on the first load request."
-    ),
-) -> None:
-    """Run the KServe model server in the foreground (`mlops deploy` starts it in the background)."""
-    import signal
-
-    from mlops_assets.resources import open_resources
-    from mlops_assets.serving.server import serve as serve_model
-
-    # A server must stop on SIGTERM while it starts, too, whatever it inherited: a shell's
-    # background job (nohup, `&`) starts with SIGINT ignored, Dagster's resource set-up maps
-    # SIGTERM to SIGINT's handler, and a parent that ran Dagster passes both on ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-
-    config = _model_config(model)
-    settings = get_settings()
-    port = port or settings.serving_port or config.serving.port
-    with open_resources(settings) as resources:
-        code = serve_model(resources, settings.data_dir, config, host, port, version, standby)
-    raise typer.Exit(code)
-
-
-def _rollout(action: str, model: str | None, reason: str) -> dict:
-    """deploy | promote | rollback, with the registry and the deployer of this environment."""
-    from mlops_assets.resources import open_resources
-    from mlops_assets.serving import rollout
-    from mlops_assets.serving.deployment import DeploymentError
-
-    config = _model_config(model)
-    operation = getattr(rollout, action)
-    try:
-        with open_resources() as res:
-            registry = res.model_registry.registry()
-            run = partial(operation, registry, res.deployer, config, actor="cli", reason=reason)
-            return audit_cli(res, action, config.name, {"reason": reason}, run)
-    except (DeploymentError, rollout.RolloutError) as err:
-        raise typer.Exit(_fail(str(err))) from None
-
-
-def _split(result: dict) -> str:
-    from mlops_assets.serving.deployment import DeploymentSpec
-
-    spec = DeploymentSpec.model_validate(result["spec"]) if "spec" in result else None
-    split = spec.split() if spec else result["split"]
-    return ", ".join(f"v{v}: {share}%" for v, share in split.items())
-
-
-@app.command()
-def deploy(
-    model: str = MODEL,
-    reason: str = typer.Option("manual deploy", help="Recorded in the decision log."),
-) -> None:
-    """Serve the registry's champion (and challenger as a canary): local server or InferenceService."""
-    result = _rollout("deploy", model, reason)
-    _echo("deploy", _split(result))
-    if "endpoint" in result:
-        _echo("deploy", f"serving at {result['endpoint']} (pid {result['pid']})")
-
-
-@app.command()
-def promote(
-    model: str = MODEL,
-    reason: str = typer.Option("manual promotion", help="Recorded in the decision log."),
-) -> None:
-    """The challenger becomes champion and takes all traffic (aliases and traffic move together)."""
-    result = _rollout("promote", model, reason)
-    was = result["previous_champion"]
-    _echo("promote", f"champion v{result['champion']} (was v{was}); {_split(result)}")
-
-
-@app.command()
-def rollback(
-    model: str = MODEL,
-    reason: str = typer.Option("manual rollback", help="Recorded in the decision log."),
-) -> None:
-    """Drop a running canary, or restore the previous champion."""
-    result = _rollout("rollback", model, reason)
-    rolled, champion = result["rolled_back"], result["champion"]
-    _echo("rollback", f"rolled back v{rolled}; champion v{champion}; {_split(result)}")
-
-
-@app.command()
-def stop(model: str = MODEL) -> None:
-    """Stop the local model server (it drains requests and flushes the inference log first)."""
-    from mlops_assets.resources import open_resources
-
-    config = _model_config(model)
-    with open_resources() as res:
-        stopped = audit_cli(res, "stop", config.name, {}, partial(res.deployer.stop, config.name))
-    _echo("stop", f"{config.name}: {'stopped' if stopped else 'was not running'}")
 
 
 @app.command()

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlops_assets.settings import PROJECT_ROOT
 
 CONFIG_DIR = PROJECT_ROOT / "model_configs"
+# Another folder of model configs (tests, a second deployment of the code): MLOPS_MODEL_CONFIGS.
+CONFIG_DIR_ENV = "MLOPS_MODEL_CONFIGS"
 
 
-class GradientBoostingParams(BaseModel):
+class HistGradientBoostingParams(BaseModel):
+    """`algorithm: hist_gradient_boosting`: scikit-learn's HistGradientBoostingClassifier on
+    ordinal-encoded categoricals (native categorical splits)."""
+
     model_config = ConfigDict(extra="forbid")
 
+    # The discriminator, filled from the config's `algorithm` (not written under `params`).
+    algorithm: Literal["hist_gradient_boosting"] = Field("hist_gradient_boosting", exclude=True)
     learning_rate: float = Field(0.1, gt=0, le=1)
     max_iter: int = Field(200, ge=1)
     max_leaf_nodes: int = Field(31, ge=2)
@@ -25,34 +33,81 @@ class GradientBoostingParams(BaseModel):
     early_stopping: bool = True
 
 
-class Tuning(BaseModel):
-    """A small grid searched on the validation split (ROC AUC); the best settings are refit on
-    train + validation. Each list overrides the same field of `params`."""
+class LogisticRegressionParams(BaseModel):
+    """`algorithm: logistic_regression`: scaled numeric features (mean-imputed) and one-hot
+    categoricals into scikit-learn's LogisticRegression (L2)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    learning_rate: list[float] = []
-    max_leaf_nodes: list[int] = []
-    min_samples_leaf: list[int] = []
+    algorithm: Literal["logistic_regression"] = Field("logistic_regression", exclude=True)
+    # Inverse regularization strength (smaller: stronger regularization).
+    C: float = Field(1.0, gt=0)
+    # `balanced` weighs each class by the inverse of its frequency (rare positives count more);
+    # a mapping gives each label its weight; None: every row weighs the same.
+    class_weight: Literal["balanced"] | dict[int, float] | None = None
+    max_iter: int = Field(1000, ge=1)
+
+
+# Every algorithm a config can choose, with its own typed params.
+ALGORITHMS: dict[str, type[BaseModel]] = {
+    "hist_gradient_boosting": HistGradientBoostingParams,
+    "logistic_regression": LogisticRegressionParams,
+}
+Algorithm = Literal["hist_gradient_boosting", "logistic_regression"]
+Params = Annotated[
+    HistGradientBoostingParams | LogisticRegressionParams, Field(discriminator="algorithm")
+]
+
+
+class Tuning(BaseModel):
+    """A small grid searched on the validation split (ROC AUC); the best settings are refit on
+    train + validation. Every other key is a list that overrides the same field of the
+    algorithm's `params` (e.g. `learning_rate: [0.05, 0.1]`, or `C: [0.1, 1.0]`)."""
+
+    model_config = ConfigDict(extra="allow")
+
     max_candidates: int = Field(6, ge=1)
     # Candidates fitted at once, each in its own process; None: one per CPU this process may use
     # (set it on a cluster, where a container's CPU limit is not what the node reports).
     workers: int | None = Field(None, ge=1)
 
-    def candidates(self, base: GradientBoostingParams) -> list[GradientBoostingParams]:
-        import itertools
-
-        grid = {
-            k: v
-            for k, v in self.model_dump().items()
-            if k not in {"max_candidates", "workers"} and v
-        }
+    def candidates(self, base: BaseModel) -> list[Any]:
+        """The grid's settings (at most `max_candidates`), each validated as the algorithm's
+        params; raises ValueError naming a field the algorithm does not have."""
+        fields = [f for f in type(base).model_fields if f != "algorithm"]
+        algorithm = getattr(base, "algorithm", type(base).__name__)
+        grid = {}
+        for name, values in (self.model_extra or {}).items():
+            if name not in fields:
+                raise ValueError(
+                    f"tuning.{name}: {algorithm} has no parameter {name!r} (its parameters: "
+                    f"{', '.join(fields)})"
+                )
+            if not isinstance(values, list):
+                raise ValueError(f"tuning.{name}: expected a list of values, got {values!r}")
+            if values:
+                grid[name] = values
         if not grid:
             return [base]
-        combos = itertools.product(*grid.values())
-        return [base.model_copy(update=dict(zip(grid, combo, strict=True))) for combo in combos][
-            : self.max_candidates
-        ]
+        combos = itertools.islice(itertools.product(*grid.values()), self.max_candidates)
+        try:
+            return [
+                type(base).model_validate(
+                    {**base.model_dump(), **dict(zip(grid, combo, strict=True))}
+                )
+                for combo in combos
+            ]
+        except ValidationError as err:
+            raise ValueError(f"tuning: a value does not fit {algorithm}'s params: {err}") from None
+
+
+class RecallAtPrecision(BaseModel):
+    """The highest recall of any score threshold whose precision is at least `precision`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    precision: float = Field(gt=0, le=1)
+    min_recall: float = Field(ge=0, le=1)
 
 
 class Thresholds(BaseModel):
@@ -62,6 +117,16 @@ class Thresholds(BaseModel):
     min_pr_auc: float = Field(0.3, ge=0, le=1)
     max_brier: float = Field(0.25, ge=0, le=1)
     max_regression_vs_champion: float = Field(0.01, ge=0, le=1)
+    # For imbalanced labels: the best recall reachable at `precision` must be >= `min_recall`.
+    min_recall_at_precision: RecallAtPrecision | None = None
+    # What one false positive / false negative costs (any unit): `decision_threshold: auto`
+    # minimises this expected cost, and `compare_on: expected_cost` compares it.
+    cost_false_positive: float = Field(1.0, ge=0)
+    cost_false_negative: float = Field(1.0, ge=0)
+    # The metric the challenger is compared with the champion on (same holdout). For
+    # expected_cost (lower is better), max_regression_vs_champion is relative: the challenger's
+    # cost may exceed the champion's by at most that share.
+    compare_on: Literal["roc_auc", "pr_auc", "expected_cost"] = "roc_auc"
 
 
 class RiskBand(BaseModel):
@@ -150,6 +215,23 @@ class MonitoringConfig(BaseModel):
     canary_max_auc_regression: float = Field(0.0, ge=0, le=1)
 
 
+class ActualsConfig(BaseModel):
+    """How a batch prediction's actual outcome becomes known once its label window has passed.
+
+    `label_table`: the label of the prediction's entity in the model's label table (the row of its
+    newest as-of time at or before the prediction's); an order model's chargebacks, say.
+    `no_event`: 1 when the entity has no row in `events_table` in the window after the
+    prediction's as-of time (a customer model's churn: no order at all).
+    Either way, landed data ends the day after the newest `events_timestamp` of `events_table`,
+    and a day's actuals are filled once its window lies inside it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["label_table", "no_event"] = "label_table"
+    events_table: str = "silver.fct_orders"
+    events_timestamp: str = "ordered_at"
+
+
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -160,19 +242,65 @@ class ModelConfig(BaseModel):
     # `label_available_at` and the 0/1 label column.
     label_table: str
     entity: str = "customer_id"
+    # The keys that identify one prediction (each an INT64 input of a request and a join key of
+    # the feature service's entities); default: [entity]. The canary hashes `entity`.
+    join_keys: list[str] = []
     label: str
     # Days after a prediction's as-of time until its label is known (dbt builds the labels with
     # the same window: var `<name>_label_window_days`).
     label_window_days: int = Field(30, ge=1)
-    algorithm: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
-    params: GradientBoostingParams = GradientBoostingParams()
+    actuals: ActualsConfig = ActualsConfig()
+    algorithm: Algorithm = "hist_gradient_boosting"
+    # The algorithm's own settings: each algorithm has its fields (ALGORITHMS), others are errors.
+    params: Params = HistGradientBoostingParams()
     tuning: Tuning = Tuning()
-    decision_threshold: float = Field(0.5, gt=0, lt=1)
+    # Scores at or above it predict the label. `auto`: the threshold that minimises the expected
+    # cost (thresholds.cost_*) on the validation split, chosen at training time and stored with
+    # the model (mlops_assets/training/thresholds.py).
+    decision_threshold: Annotated[float, Field(gt=0, lt=1)] | Literal["auto"] = 0.5
     thresholds: Thresholds = Thresholds()
     label_engine: LabelEngineConfig = LabelEngineConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     retrain_cron: str = "0 2 * * 0"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _params_of_the_algorithm(cls, data: Any) -> Any:
+        """`params` are validated as the chosen algorithm's (the union's discriminator)."""
+        if isinstance(data, dict) and isinstance(data.get("params", {}), dict):
+            algorithm = data.get("algorithm", "hist_gradient_boosting")
+            params = data.get("params", {})
+            if params.get("algorithm", algorithm) != algorithm:
+                raise ValueError(
+                    f"params.algorithm {params['algorithm']!r} differs from algorithm {algorithm!r}"
+                )
+            data = {**data, "params": {**params, "algorithm": algorithm}}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _join_keys_default_to_the_entity(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("join_keys"):
+            data = {**data, "join_keys": [data.get("entity", "customer_id")]}
+        return data
+
+    @model_validator(mode="after")
+    def _entity_is_a_join_key(self) -> ModelConfig:
+        if self.entity not in self.join_keys:
+            raise ValueError(f"entity {self.entity!r} must be one of join_keys {self.join_keys}")
+        if len(set(self.join_keys)) != len(self.join_keys):
+            raise ValueError(f"join_keys {self.join_keys} name a key twice")
+        return self
+
+    @model_validator(mode="after")
+    def _tuning_fits_the_algorithm(self) -> ModelConfig:
+        if not isinstance(self.params, ALGORITHMS[self.algorithm]):
+            raise ValueError(
+                f"params are {type(self.params).__name__}, not the params of {self.algorithm}"
+            )
+        self.tuning.candidates(self.params)
+        return self
 
 
 def load_config(path: Path) -> ModelConfig:
@@ -181,7 +309,12 @@ def load_config(path: Path) -> ModelConfig:
 
 @cache
 def model_configs() -> dict[str, ModelConfig]:
-    configs = [load_config(p) for p in sorted(CONFIG_DIR.glob("*.yaml"))]
+    """Every model config, by name: model_configs/*.yaml, or the folder MLOPS_MODEL_CONFIGS
+    names (read on the first call; `model_configs.cache_clear()` reads it again)."""
+    import os
+
+    folder = Path(os.environ.get(CONFIG_DIR_ENV) or CONFIG_DIR)
+    configs = [load_config(p) for p in sorted(folder.glob("*.yaml"))]
     return {c.name: c for c in configs}
 
 

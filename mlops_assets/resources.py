@@ -18,7 +18,8 @@ kfp.local for a cluster, the local model server for KServe).
 Each holds its real configuration as fields (secrets as `dg.EnvVar`, resolved when a run or
 `open_resources` starts) and hands library code what it needs: a pyiceberg catalog, a Feast store,
 a registry, an object that answers SQL, a runner, a deployer. Library code never asks which
-environment it runs in.
+environment it runs in. The deployers live beside the serving code they drive
+(`mlops_assets/serving/deployers.py`); this module still picks which one an environment gets.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+# DeployerResource is re-exported: the wiring takes every resource interface from this module.
+from mlops_assets.serving.deployers import DeployerResource as DeployerResource
+from mlops_assets.serving.deployers import InferenceServiceDeployer, LocalDeployer
 from mlops_assets.settings import PROJECT_ROOT, Environment, Settings, get_settings
 
 if TYPE_CHECKING:
@@ -39,7 +43,6 @@ if TYPE_CHECKING:
 
     from mlops_assets.model_config import ModelConfig
     from mlops_assets.pipelines.runner import TrainingRun
-    from mlops_assets.serving.deployment import DeploymentSpec
     from mlops_assets.training.registry import Registry
 
 # -- the Iceberg catalog ---------------------------------------------------------------------------
@@ -219,77 +222,6 @@ class KfpClusterRunner(PipelineRunnerResource):
         return run_on_cluster(
             self.host, self.experiment, self.timeout_seconds, config, dvc_md5, lineage, registry
         )
-
-
-# -- the deployer ----------------------------------------------------------------------------------
-
-
-class DeployerResource(dg.ConfigurableResource, ABC):
-    """Puts a deployment spec (champion, optional canary) in front of traffic."""
-
-    @abstractmethod
-    def apply(self, config: ModelConfig, spec: DeploymentSpec) -> dict[str, Any]:
-        """Serve `spec`; raises DeploymentError (and changes nothing) if it does not become ready."""
-
-    @abstractmethod
-    def stop(self, model: str) -> bool: ...
-
-    @abstractmethod
-    def state(self, model: str) -> dict[str, Any] | None: ...
-
-    def standby(self, config: ModelConfig) -> dict[str, Any] | None:
-        """Start the serving runtime ahead of the first deployment, where that saves time; the
-        platform keeps its own runtimes (KServe), so by default there is nothing to do."""
-        return None
-
-
-class LocalDeployer(DeployerResource):
-    data_dir: str
-    port: int | None = None  # default: the model config's serving.port
-
-    def apply(self, config, spec) -> dict[str, Any]:
-        from mlops_assets.serving.local_server import deploy_local
-
-        # The server reads the spec it loads from the deployments table, where it is pending.
-        state = deploy_local(self.data_dir, self.port or config.serving.port, config)
-        return {"endpoint": state["endpoint"], "pid": state["pid"]}
-
-    def standby(self, config) -> dict[str, Any] | None:
-        from mlops_assets.serving.local_server import start_standby
-
-        return start_standby(self.data_dir, self.port or config.serving.port, config)
-
-    def stop(self, model: str) -> bool:
-        from mlops_assets.serving.local_server import stop_server
-
-        return stop_server(self.data_dir, model)
-
-    def state(self, model: str) -> dict[str, Any] | None:
-        from mlops_assets.serving.local_server import server_state
-
-        return server_state(self.data_dir, model)
-
-
-class InferenceServiceDeployer(DeployerResource):
-    namespace: str = "mlops"
-    image: str
-    deployment_mode: str = "Serverless"  # KServe's; canaries need Serverless
-
-    def apply(self, config, spec) -> dict[str, Any]:
-        from mlops_assets.serving.inference_service import apply, render, validate
-
-        manifest = render(config, spec, self.namespace, self.image, self.deployment_mode)
-        validate(manifest)
-        applied = apply(manifest)
-        return {"inference_service": f"{self.namespace}/{config.name}", "applied": bool(applied)}
-
-    def stop(self, model: str) -> bool:
-        from mlops_assets.serving.inference_service import delete
-
-        return delete(self.namespace, model)
-
-    def state(self, model: str) -> dict[str, Any] | None:
-        return None  # the cluster reports it (`kubectl get inferenceservice`)
 
 
 # -- the one choice --------------------------------------------------------------------------------

@@ -102,7 +102,8 @@ class Settings(BaseSettings):
     iceberg_warehouse: str = "s3://mlops-lake/warehouse"
     # Kubeflow Pipelines endpoint (prod); the embedded profile runs pipelines with kfp.local.
     kfp_host: str | None = None
-    # The local model server's port (default: the model config's serving.port).
+    # The port of the local model server every model shares (default: the model configs'
+    # serving.port, 8085).
     serving_port: int | None = Field(default=None, ge=1024, le=65535)
     # prod: the project image (pipeline steps and the predictor run it) and the namespace.
     image: str = "ghcr.io/lakehouse-mlops/mlops:0.1.0"

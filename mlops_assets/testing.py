@@ -145,6 +145,42 @@ def register_quick_model(
     return version
 
 
+def register_quick_champion(
+    registry: Registry, config: ModelConfig, dataset: Path, actor: str = "test"
+) -> str:
+    """`register_quick_model` for any config, made champion: a config whose decision threshold is
+    `auto` (fraud) gets the cost-minimizing one chosen on the validation split stored on the
+    estimator, as training does, so the version can serve. Returns the version."""
+    from mlops_assets.training.decisions import set_alias
+    from mlops_assets.training.estimators import (
+        build_estimator,
+        dataset_schema,
+        feature_frame,
+        read_split,
+    )
+    from mlops_assets.training.registry import CHAMPION, log_and_register
+    from mlops_assets.training.thresholds import THRESHOLD_ATTRIBUTE, choose_threshold
+
+    features = dataset_schema(dataset)["features"]
+    train, validation = read_split(dataset, "train"), read_split(dataset, "validation")
+    X = feature_frame(train, features)
+    model = build_estimator(config, X).fit(X, train[config.label])
+    scores = model.predict_proba(feature_frame(validation, features))[:, 1]
+    threshold = choose_threshold(config, validation[config.label].to_numpy(), scores)
+    setattr(model, THRESHOLD_ATTRIBUTE, threshold)
+    lineage = {
+        "dvc_md5": "x.dir",
+        "feature_service": config.feature_service,
+        "git_commit": "0",
+        "kfp_run_id": "k",
+        "dagster_run_id": "d",
+    }
+    metrics = {"model": {"roc_auc": 0.9}}
+    _, version = log_and_register(registry, model, X.head(3), config, metrics, lineage)
+    set_alias(registry, config.registered_model, CHAMPION, version, actor=actor, reason="quick")
+    return version
+
+
 def online_rows(path: str | Path) -> list[tuple]:
     """Every row of a SQLite online store file, table by table in key order: what to compare
     when two write paths must leave the same store."""

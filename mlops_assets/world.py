@@ -43,10 +43,14 @@ class World(BaseModel):
     # (covariate) and discounts start to drive churn (concept). None: no drift.
     covariate_drift_from: dt.date | None = DEFAULT_START + dt.timedelta(days=DEFAULT_DRIFT_DAY)
     concept_drift_from: dt.date | None = DEFAULT_START + dt.timedelta(days=DEFAULT_DRIFT_DAY)
+    # Fraud drift: from this day fraud takes a new shape (another payment method and device, the
+    # account's own country), so a fraud model trained before it ranks worse after. None: none;
+    # the churn drift above is unaffected by it (and so is the churn data).
+    fraud_drift_from: dt.date | None = None
 
     @model_validator(mode="after")
     def _drift_inside_calendar(self) -> World:
-        for name in ("covariate_drift_from", "concept_drift_from"):
+        for name in ("covariate_drift_from", "concept_drift_from", "fraud_drift_from"):
             day = getattr(self, name)
             if day is not None and day < self.start_date:
                 raise ValueError(f"{name} {day} is before the world's first day {self.start_date}")
@@ -63,9 +67,19 @@ class World(BaseModel):
 
     @property
     def drift_from(self) -> dt.date | None:
-        """The first day any drift is on."""
-        days = [d for d in (self.covariate_drift_from, self.concept_drift_from) if d is not None]
+        """The first day any drift is on (the customers' or the fraud pattern's)."""
+        switches = (self.covariate_drift_from, self.concept_drift_from, self.fraud_drift_from)
+        days = [d for d in switches if d is not None]
         return min(days) if days else None
+
+    def drifts(self) -> str:
+        """What drifts in this world, in words (the demo's timeline)."""
+        parts = []
+        if self.covariate_drift_from or self.concept_drift_from:
+            parts.append("covariate (tiktok signups) and concept drift")
+        if self.fraud_drift_from:
+            parts.append(f"a new fraud pattern from {self.fraud_drift_from}")
+        return "; ".join(parts) or "a world without drift"
 
     def day_index(self, day: dt.date) -> int:
         return (day - self.start_date).days
@@ -83,8 +97,10 @@ class World(BaseModel):
         days: int | None = None,
         drift_day: int | None = None,
         no_drift: bool = False,
+        fraud_drift_day: int | None = None,
     ) -> World:
-        """This world with the demo's options applied (None keeps a value)."""
+        """This world with the demo's options applied (None keeps a value). `no_drift` turns every
+        drift off; `fraud_drift_day` then turns the fraud pattern's on alone."""
         update: dict = {}
         if n_customers is not None:
             update["n_customers"] = n_customers
@@ -92,13 +108,19 @@ class World(BaseModel):
             update["days"] = days
         if no_drift:
             update["covariate_drift_from"] = update["concept_drift_from"] = None
+            update["fraud_drift_from"] = None
         elif drift_day is not None:
             when = self.start_date + dt.timedelta(days=drift_day)
             update["covariate_drift_from"] = update["concept_drift_from"] = when
+        if fraud_drift_day is not None:
+            update["fraud_drift_from"] = self.start_date + dt.timedelta(days=fraud_drift_day)
         return World.model_validate({**self.model_dump(), **update})
 
     def describe(self) -> str:
-        drift = f"drift from {self.drift_from}" if self.drift_from else "no drift"
+        customers = self.covariate_drift_from or self.concept_drift_from
+        drift = f"drift from {customers}" if customers else "no drift"
+        if self.fraud_drift_from:
+            drift += f", fraud drift from {self.fraud_drift_from}"
         return (
             f"{self.n_customers:,} customers, {self.start_date} .. {self.last_day} "
             f"({self.days} days), seed {self.seed}, {drift}"

@@ -24,6 +24,22 @@ CREATE TABLE IF NOT EXISTS hive.landing.support_tickets (
 ) WITH (external_location = 's3://mlops-lake/landing/support_tickets/', format = 'PARQUET',
         partitioned_by = ARRAY['dt']);
 
+CREATE TABLE IF NOT EXISTS hive.landing.payments (
+    order_id bigint, customer_id bigint, paid_at timestamp(6) with time zone,
+    payment_method varchar, ship_country varchar, device varchar,
+    dt date
+) WITH (external_location = 's3://mlops-lake/landing/payments/', format = 'PARQUET',
+        partitioned_by = ARRAY['dt']);
+
+CREATE TABLE IF NOT EXISTS hive.landing.chargebacks (
+    chargeback_id bigint, order_id bigint, customer_id bigint,
+    reported_at timestamp(6) with time zone, reason varchar, amount double,
+    dt date
+) WITH (external_location = 's3://mlops-lake/landing/chargebacks/', format = 'PARQUET',
+        partitioned_by = ARRAY['dt']);
+
 CALL hive.system.sync_partition_metadata('landing', 'customers', 'ADD');
 CALL hive.system.sync_partition_metadata('landing', 'orders', 'ADD');
 CALL hive.system.sync_partition_metadata('landing', 'support_tickets', 'ADD');
+CALL hive.system.sync_partition_metadata('landing', 'payments', 'ADD');
+CALL hive.system.sync_partition_metadata('landing', 'chargebacks', 'ADD');

@@ -10,6 +10,10 @@ Drift switches (dates in the `World`; the default world turns both on at day 165
   lower-engagement, discount-hungry customers from other countries;
 - concept drift: from a day on, the hazard changes: support friction stops mattering and discount
   appetite matters much more (a pricing change), so a model trained before it ranks badly after.
+
+Fraud (`fraud`) decides which of the day's orders are fraudulent and how each order is paid, on
+random streams of its own: `payments` and `chargebacks` are extra tables, and the churn tables are
+the same bytes with or without them (and with or without the fraud drift).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from functools import cached_property, lru_cache
 import numpy as np
 import pyarrow as pa
 
+from mlops_assets.datagen import fraud
+from mlops_assets.datagen.fraud import CHARGEBACKS_SCHEMA, PAYMENTS_SCHEMA
 from mlops_assets.world import World
 
 COUNTRIES = np.array(["US", "GB", "DE", "FR", "VN", "BR", "IN", "JP"])
@@ -41,7 +47,8 @@ BACKLOG_DAYS = 365  # customers who signed up before the first landing day
 TIKTOK_SHARE = 0.4  # share of new signups from the new channel once covariate drift is on
 
 # Stream ids keep the per-day random generators independent of each other.
-_STREAM_ORDERS, _STREAM_TICKETS = 1, 2
+_STREAM_ORDERS, _STREAM_TICKETS, _STREAM_FRAUD = 1, 2, 3
+AMOUNT_SIGMA = 0.45  # spread of an order's log amount around the customer's usual one
 
 CUSTOMERS_SCHEMA = pa.schema(
     [
@@ -80,6 +87,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "customers": CUSTOMERS_SCHEMA,
     "orders": ORDERS_SCHEMA,
     "support_tickets": TICKETS_SCHEMA,
+    "payments": PAYMENTS_SCHEMA,
+    "chargebacks": CHARGEBACKS_SCHEMA,
 }
 # The key columns that must be present and unique within one landing file (a ticket lands once
 # open and once resolved).
@@ -87,6 +96,8 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "customers": ("customer_id",),
     "orders": ("order_id",),
     "support_tickets": ("ticket_id", "status"),
+    "payments": ("order_id",),
+    "chargebacks": ("chargeback_id",),
 }
 
 
@@ -98,6 +109,7 @@ class Population:
     signup_second: np.ndarray  # int, second of the signup day
     churn_day: np.ndarray  # float, day the customer stops ordering (inf = never in practice)
     country: np.ndarray
+    country_idx: np.ndarray  # index into COUNTRIES
     channel: np.ndarray
     plan: np.ndarray
     birth_year: np.ndarray
@@ -157,6 +169,7 @@ def build_population(cfg: World) -> Population:
         signup_second=rng.integers(0, 86_400, n),
         churn_day=signup_day + lifetime,
         country=COUNTRIES[country_idx],
+        country_idx=country_idx,
         channel=CHANNELS[channel_idx],
         plan=PLANS[plan_idx],
         birth_year=birth_year,
@@ -204,8 +217,75 @@ def _ids(day: int, counter: np.ndarray) -> np.ndarray:
     return (day + BACKLOG_DAYS + 1) * 10_000_000 + counter
 
 
+@lru_cache(maxsize=128)
+def orders_on(cfg: World, day: int) -> dict[str, np.ndarray]:
+    """The orders placed on `day` (a day index) as arrays; shared, do not modify them."""
+    pop = population_for(cfg)
+    if day < 0:
+        return {k: np.zeros(0, dtype=np.int64) for k in ("order_id", "cust", "ordered_us")}
+    rng = np.random.default_rng([cfg.seed, _STREAM_ORDERS, day + BACKLOG_DAYS])
+    active = pop.active_on(day)
+    counts = rng.poisson(pop.order_rate[active])
+    cust = np.repeat(active, counts)
+    n = len(cust)
+    discounted = rng.random(n) < pop.discount_p[cust]
+    discount = np.where(discounted, DISCOUNT_LEVELS[rng.integers(0, 4, n)], 0.0)
+    noise = rng.normal(0.0, AMOUNT_SIGMA, n)
+    amount = np.round(np.exp(pop.log_aov[cust] + noise) * (1 - discount / 100), 2)
+    seconds = np.sort(rng.integers(0, 86_400, n))
+    return {
+        "order_id": _ids(day, np.arange(n)),
+        "cust": cust,
+        "ordered_us": _day_start_us(cfg, day) + seconds * 1_000_000,
+        "amount": amount,
+        "amount_z": noise / AMOUNT_SIGMA,
+        "items": (1 + rng.poisson(1.4, n)).astype(np.int32),
+        "discount_pct": discount,
+        "status": ORDER_STATUSES[rng.choice(3, n, p=[0.92, 0.05, 0.03])],
+    }
+
+
+@lru_cache(maxsize=128)
+def fraud_on(cfg: World, day: int) -> dict[str, np.ndarray]:
+    """Which of `day`'s orders are fraud, and their payment and chargeback draws (a chargeback
+    lands up to 60 days later: cached, so landing day after day draws each day once)."""
+    pop, drawn, before = population_for(cfg), orders_on(cfg, day), orders_on(cfg, day - 1)
+    cust, at = drawn["cust"], drawn["ordered_us"]
+    signup_us = _day_start_us(cfg, 0) + pop.signup_day[cust] * fraud.DAY_US
+    age_days = (at - signup_us - pop.signup_second[cust] * 1_000_000) / fraud.DAY_US
+    prev_24h = fraud.orders_prev_24h(cust, at, before["cust"], before["ordered_us"])
+    logit = fraud.fraud_logit(age_days, drawn["amount_z"], prev_24h)
+    rng = np.random.default_rng([cfg.seed, _STREAM_FRAUD, day + BACKLOG_DAYS])
+    drifted = day >= cfg.drift_index(cfg.fraud_drift_from)
+    decided = fraud.decide(rng, logit, pop.country_idx[cust], len(COUNTRIES), drifted)
+    return {**decided, "reports": fraud.reports(drawn, decided)}
+
+
+@lru_cache(maxsize=16)
+def tickets_opened_on(cfg: World, day: int) -> dict[str, np.ndarray]:
+    """Tickets opened on `day`, with how many days later each is resolved (cached: a day's
+    resolutions reach back 5 days); shared, do not modify them."""
+    pop = population_for(cfg)
+    rng = np.random.default_rng([cfg.seed, _STREAM_TICKETS, day + BACKLOG_DAYS])
+    # Customers keep complaining for a week after they leave.
+    cand = np.flatnonzero((pop.signup_day <= day) & (pop.churn_day > day - 7))
+    counts = rng.poisson(pop.ticket_rate[cand])
+    cust = np.repeat(cand, counts)
+    n = len(cust)
+    seconds = np.sort(rng.integers(0, 86_400, n))
+    return {
+        "ticket_id": _ids(day, np.arange(n)),
+        "customer_id": cust.astype(np.int64) + 1,
+        "created_us": _day_start_us(cfg, day) + seconds * 1_000_000,
+        "category": TICKET_CATEGORIES[rng.choice(4, n, p=[0.4, 0.25, 0.25, 0.1])],
+        "priority": TICKET_PRIORITIES[rng.choice(3, n, p=[0.3, 0.55, 0.15])],
+        "resolve_lag": rng.choice(6, n, p=[0.3, 0.3, 0.15, 0.1, 0.1, 0.05]),
+        "resolve_seconds": rng.integers(0, 86_400, n),
+    }
+
+
 class DayGenerator:
-    """Builds one landing day's three tables."""
+    """Builds one landing day's tables."""
 
     def __init__(self, cfg: World, day: dt.date):
         self.cfg = cfg
@@ -241,47 +321,41 @@ class DayGenerator:
         ).cast(CUSTOMERS_SCHEMA)
 
     def orders(self) -> pa.Table:
-        pop = self.pop
-        rng = np.random.default_rng([self.cfg.seed, _STREAM_ORDERS, self.day + BACKLOG_DAYS])
-        active = pop.active_on(self.day)
-        counts = rng.poisson(pop.order_rate[active])
-        cust = np.repeat(active, counts)
-        n = len(cust)
-        discounted = rng.random(n) < pop.discount_p[cust]
-        discount = np.where(discounted, DISCOUNT_LEVELS[rng.integers(0, 4, n)], 0.0)
-        amount = np.round(np.exp(rng.normal(pop.log_aov[cust], 0.45)) * (1 - discount / 100), 2)
-        seconds = np.sort(rng.integers(0, 86_400, n))
+        drawn = orders_on(self.cfg, self.day)
         return pa.table(
             {
-                "order_id": _ids(self.day, np.arange(n)),
-                "customer_id": cust.astype(np.int64) + 1,
-                "ordered_at": self.day_start_us + seconds * 1_000_000,
-                "amount": amount,
-                "items": (1 + rng.poisson(1.4, n)).astype(np.int32),
-                "discount_pct": discount,
-                "status": ORDER_STATUSES[rng.choice(3, n, p=[0.92, 0.05, 0.03])],
+                "order_id": drawn["order_id"],
+                "customer_id": drawn["cust"].astype(np.int64) + 1,
+                "ordered_at": drawn["ordered_us"],
+                **{k: drawn[k] for k in ("amount", "items", "discount_pct", "status")},
             }
         ).cast(ORDERS_SCHEMA)
 
-    def _tickets_opened(self, day: int) -> dict[str, np.ndarray]:
-        """Tickets opened on `day`, with how many days later each is resolved."""
-        pop = self.pop
-        rng = np.random.default_rng([self.cfg.seed, _STREAM_TICKETS, day + BACKLOG_DAYS])
-        # Customers keep complaining for a week after they leave.
-        cand = np.flatnonzero((pop.signup_day <= day) & (pop.churn_day > day - 7))
-        counts = rng.poisson(pop.ticket_rate[cand])
-        cust = np.repeat(cand, counts)
-        n = len(cust)
-        seconds = np.sort(rng.integers(0, 86_400, n))
-        return {
-            "ticket_id": _ids(day, np.arange(n)),
-            "customer_id": cust.astype(np.int64) + 1,
-            "created_us": _day_start_us(self.cfg, day) + seconds * 1_000_000,
-            "category": TICKET_CATEGORIES[rng.choice(4, n, p=[0.4, 0.25, 0.25, 0.1])],
-            "priority": TICKET_PRIORITIES[rng.choice(3, n, p=[0.3, 0.55, 0.15])],
-            "resolve_lag": rng.choice(6, n, p=[0.3, 0.3, 0.15, 0.1, 0.1, 0.05]),
-            "resolve_seconds": rng.integers(0, 86_400, n),
-        }
+    def payments(self) -> pa.Table:
+        """How each of the day's orders was paid, where it ships, from which device."""
+        drawn, decided = orders_on(self.cfg, self.day), fraud_on(self.cfg, self.day)
+        return pa.table(
+            {
+                "order_id": drawn["order_id"],
+                "customer_id": drawn["cust"].astype(np.int64) + 1,
+                "paid_at": drawn["ordered_us"] + decided["paid_after_us"],
+                "payment_method": fraud.labels(fraud.PAYMENT_METHODS, decided["payment_method"]),
+                "ship_country": fraud.labels(COUNTRIES, decided["ship_country_idx"]),
+                "device": fraud.labels(fraud.DEVICES, decided["device"]),
+            }
+        ).cast(PAYMENTS_SCHEMA)
+
+    def chargebacks(self) -> pa.Table:
+        """Chargebacks reported today, for fraudulent orders of 7 to 60 days ago."""
+        earlier = range(max(self.day - fraud.LAG_MAX_DAYS, 0), self.day - fraud.LAG_MIN_DAYS + 1)
+        found = fraud.reported_between(
+            [fraud_on(self.cfg, d)["reports"] for d in earlier],
+            self.day_start_us,
+            self.day_start_us + fraud.DAY_US,
+        )
+        found["chargeback_id"] = _ids(self.day, np.arange(len(found["order_id"])))
+        found["customer_id"] = found.pop("cust").astype(np.int64) + 1
+        return pa.table(found).select(CHARGEBACKS_SCHEMA.names).cast(CHARGEBACKS_SCHEMA)
 
     def support_tickets(self) -> pa.Table:
         """Opened tickets (status open) plus the update rows of tickets resolved today.
@@ -289,7 +363,7 @@ class DayGenerator:
         A ticket therefore lands twice (open, then resolved): silver keeps its latest state.
         """
         parts = []
-        opened = self._tickets_opened(self.day)
+        opened = tickets_opened_on(self.cfg, self.day)
         parts.append(
             {
                 **{k: opened[k] for k in ("ticket_id", "customer_id", "category", "priority")},
@@ -301,7 +375,7 @@ class DayGenerator:
         for lag in range(6):
             if self.day - lag < 0:
                 break
-            src = opened if lag == 0 else self._tickets_opened(self.day - lag)
+            src = opened if lag == 0 else tickets_opened_on(self.cfg, self.day - lag)
             sel = src["resolve_lag"] == lag
             resolved_us = self.day_start_us + src["resolve_seconds"][sel] * 1_000_000
             parts.append(

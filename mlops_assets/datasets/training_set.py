@@ -34,21 +34,28 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Labels:
-    """Where a model's labels are: `table` (schema.name in the warehouse), the `entity` key and
-    the 0/1 `column`; each row has an as-of time (`event_timestamp`) and `label_available_at`."""
+    """Where a model's labels are: `table` (schema.name in the warehouse), the `entity` key, the
+    0/1 `column` and the other join keys its feature service needs (an order model's labels carry
+    the customer too); each row has an as-of time (`event_timestamp`) and `label_available_at`."""
 
     table: str
     entity: str
     column: str
     service: str  # the Feast feature service the labels are joined to
+    other_keys: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, config: ModelConfig) -> Labels:
-        return cls(config.label_table, config.entity, config.label, config.feature_service)
+        others = tuple(k for k in config.join_keys if k != config.entity)
+        return cls(config.label_table, config.entity, config.label, config.feature_service, others)
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.entity, *self.other_keys]
 
     @property
     def columns(self) -> list[str]:
-        return [self.entity, TIMESTAMP, self.column]
+        return [*self.keys, TIMESTAMP, self.column]
 
 
 @dataclass
@@ -158,6 +165,8 @@ def build_training_set(
     split_of = _time_splits(frame)
     rows, rate, span = _write_splits(frame, split_of, spec, out_dir)
     schema = {"entity": spec.entity, "timestamp": TIMESTAMP, "label": spec.column}
+    if spec.other_keys:
+        schema["join_keys"] = spec.keys
     schema["features"] = features
     (out_dir / "schema.json").write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
     return DatasetSummary(spec.service, out_dir, rows, rate, span, features)
@@ -183,7 +192,7 @@ def _joined(store: FeatureStore, spec: Labels, labels: pd.DataFrame) -> tuple[pd
             rows=len(frame),
         )
     frame = frame.sort_values([TIMESTAMP, spec.entity], kind="stable").reset_index(drop=True)
-    return frame[[spec.entity, TIMESTAMP, *features, spec.column]], features
+    return frame[[*spec.keys, TIMESTAMP, *features, spec.column]], features
 
 
 def _time_splits(frame: pd.DataFrame) -> Any:

@@ -4,6 +4,7 @@ names its own assets and its upstream ones through these, so a key or a name is 
 step (the retraining sensor and the demo set the dataset's label cutoff)."""
 
 import datetime as dt
+from functools import cache
 
 import dagster as dg
 
@@ -12,7 +13,7 @@ from mlops_assets.model_config import ModelConfig
 
 LANDING = {table: dg.AssetKey(["landing", table]) for table in LANDING_TABLES}
 FEAST_REGISTRY = dg.AssetKey(["feast", "registry"])
-FEAST_ONLINE = dg.AssetKey(["feast", "online", "customer_features"])
+FEAST_ONLINE = dg.AssetKey(["feast", "online", "features"])
 
 
 def table_key(table: str) -> dg.AssetKey:
@@ -20,7 +21,23 @@ def table_key(table: str) -> dg.AssetKey:
     return dg.AssetKey(["warehouse", *table.split(".")])
 
 
-GOLD_FEATURES = table_key("gold.customer_features")
+FEATURE_TABLE_TAG = "feature_table"
+
+
+@cache
+def feature_table_keys() -> tuple[dg.AssetKey, ...]:
+    """The gold tables Feast reads: the dbt models tagged `feature_table` (in dbt's parsed
+    manifest, so a new model's table needs no Python)."""
+    import json
+
+    from mlops_assets.defs.dbt.project import manifest_path
+
+    nodes = json.loads(manifest_path().read_text())["nodes"].values()
+    return tuple(
+        table_key(f"{node['config'].get('schema') or node['schema']}.{node['name']}")
+        for node in sorted(nodes, key=lambda n: n["unique_id"])
+        if node["resource_type"] == "model" and FEATURE_TABLE_TAG in node.get("tags", [])
+    )
 
 
 def dataset_key(model: ModelConfig) -> dg.AssetKey:

@@ -33,7 +33,8 @@ class DemoOptions:
     drift_day: int | None = None
     no_drift: bool = False
     keep_serving: bool = False
-    model: str | None = None  # the model whose story is told (default: the only one configured)
+    model: str | None = None  # only this model's story (default: every configured model)
+    fraud_drift_day: int | None = None  # the simulated shop's fraud pattern changes that day
 
 
 def prepare_world(settings: Settings, options: DemoOptions) -> tuple[World, bool]:
@@ -47,6 +48,7 @@ def prepare_world(settings: Settings, options: DemoOptions) -> tuple[World, bool
         days=options.days,
         drift_day=options.drift_day,
         no_drift=options.no_drift,
+        fraud_drift_day=options.fraud_drift_day,
     )
     exists = world_path(settings.data_dir).exists()
     changed = exists and world != current
@@ -71,8 +73,9 @@ def run_demo(options: DemoOptions) -> int:
 
     settings = get_settings()
     world, changed = prepare_world(settings, options)
-    config = _demo_model(options.model)
-    plan = Plan(world, label_window_days=config.label_window_days).check()
+    configs = _demo_models(options.model)
+    # Each model's calendar follows its label window; the world is the same.
+    plans = {c.name: Plan(world, label_window_days=c.label_window_days).check() for c in configs}
     # Ctrl-C and SIGTERM stop the demo through the clean-up below, whatever it inherited: a
     # shell's background job (`&`, nohup, some CI runners) starts with SIGINT ignored, and then
     # only Dagster's run-time handlers would notice a Ctrl-C, between runs nothing would.
@@ -81,32 +84,34 @@ def run_demo(options: DemoOptions) -> int:
     runs.watch_interrupts()
     os.environ.update(PLANNED_EVENTS)
     with open_resources(settings) as res:
-        return _run(settings, plan, config, res, options, changed)
+        return _run(settings, plans, configs, res, options, changed)
 
 
-def _demo_model(name: str | None) -> ModelConfig:
+def _demo_models(name: str | None) -> list[ModelConfig]:
     from mlops_assets.model_config import model_configs
 
     configs = model_configs()
-    if name is None and len(configs) == 1:
-        return next(iter(configs.values()))
+    if not configs:
+        raise ValueError("no model config in model_configs/: the demo has nothing to train")
+    if name is None:
+        return list(configs.values())
     if name not in configs:
-        raise ValueError(f"the demo needs a model: one of {sorted(configs)} (--model)")
-    return configs[name]
+        raise ValueError(f"unknown model {name!r}: one of {sorted(configs)} (--model)")
+    return [configs[name]]
 
 
-def _run(settings, plan, config, res, options: DemoOptions, changed: bool) -> int:
+def _run(settings, plans, configs, res, options: DemoOptions, changed: bool) -> int:
     from mlops_assets.demo import runs
     from mlops_assets.demo.console import DemoConsole
     from mlops_assets.demo.steps import Demo
     from mlops_assets.demo.timeline import Timeline, save_report, write_timeline
 
-    demo = Demo(settings, plan, config, out=None, timeline=Timeline(), res=res)  # type: ignore[arg-type]
+    demo = Demo(settings, plans, configs, out=None, timeline=Timeline(), res=res)  # type: ignore[arg-type]
     code = 0
     with DemoConsole(settings.data_dir / "logs") as out:
         demo.out = out
         out.line(f"[bold]mlops demo[/] · profile {settings.env.value} · data {settings.data_dir}")
-        world = plan.world.describe() + (" (new: data regenerated)" if changed else "")
+        world = demo.plan.world.describe() + (" (new: data regenerated)" if changed else "")
         out.line(f"world: {world}")
         try:
             _stages(demo)
@@ -121,7 +126,8 @@ def _run(settings, plan, config, res, options: DemoOptions, changed: bool) -> in
         finally:
             demo.stop_background()
             # The model server flushes its inference log while the daemon stops.
-            server_stop = threading.Thread(target=res.deployer.stop, args=(config.name,))
+            names = [c.name for c in configs]
+            server_stop = threading.Thread(target=res.deployer.stop_all, args=(names,))
             if code or not options.keep_serving:
                 server_stop.start()
             if demo.daemon is not None:
@@ -138,26 +144,32 @@ def _run(settings, plan, config, res, options: DemoOptions, changed: bool) -> in
 
 
 def _stages(demo) -> None:
-    out, plan = demo.out, demo.plan
+    """The shared stages once, then each model's (one line per stage, a clause per model); the
+    models whose monitors degraded go on to retraining and a canary, the others' sensors must
+    stay quiet."""
+    out = demo.out
     with out.stage("setup", "instance, dbt manifest, daemon") as s:
         s.figure = demo.setup(s)
     with out.stage("lakehouse", "landing -> dbt -> Feast") as s:
         s.figure = demo.lakehouse(s)
     with out.stage("training", "dataset -> KFP -> MLflow -> gate -> deploy") as s:
-        s.figure = demo.first_model(s)
-    with out.stage("scoring", f"{plan.score_days[0]} .. {plan.score_days[1]} into Iceberg") as s:
-        s.figure = demo.scoring(s)
+        s.figure = demo.each(demo.first_model, s)
+    with out.stage("scoring", "each model's days into Iceberg") as s:
+        s.figure = demo.each(demo.scoring, s)
     with out.stage("monitoring", "performance, drift, data quality") as s:
-        s.figure = demo.monitoring(s)
-    if not demo.expects_retraining():
-        with out.stage("sensor", "the daemon's retraining sensor") as s:
-            s.figure = demo.no_degradation(s)
-        return
-    with out.stage("retraining", "the daemon's sensor -> retrain run") as s:
-        s.figure = demo.retraining(s)
-    if demo.alias("challenger") is not None:
-        with out.stage("canary", "replay labelled days through the split") as s:
-            s.figure = demo.canary(s)
+        s.figure = demo.each(demo.monitoring, s)
+    degraded = [c for c in demo.configs if demo.use(c).expects_retraining()]
+    quiet = [c for c in demo.configs if c not in degraded]
+    if quiet:
+        with out.stage("sensor", "the daemon's retraining sensors") as s:
+            s.figure = demo.each(demo.no_degradation, s, quiet)
+    for config in degraded:
+        demo.use(config)
+        with out.stage("retraining", f"{config.name}: the daemon's sensor -> retrain run") as s:
+            s.figure = demo.retraining(s)
+        if demo.alias("challenger") is not None:
+            with out.stage("canary", f"{config.name}: replay labelled days through the split") as s:
+                s.figure = demo.canary(s)
 
 
 def _report(demo, table: str, options: DemoOptions) -> None:
@@ -167,7 +179,8 @@ def _report(demo, table: str, options: DemoOptions) -> None:
         day = f" (data day {event['data_day']})" if event["data_day"] else ""
         version = f" v{event['model_version']}" if event["model_version"] else ""
         when = f"{event['occurred_at']:%H:%M:%S}"
-        out.line(f"  {when} {event['event']}{version}{day}: {event['detail'][:110]}")
+        model = f"{event['model']} " if event.get("model") else ""
+        out.line(f"  {when} {model}{event['event']}{version}{day}: {event['detail'][:110]}")
     serving = (
         "model server kept running (`mlops stop`)"
         if options.keep_serving

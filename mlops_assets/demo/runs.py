@@ -63,6 +63,16 @@ class RunFailed(RuntimeError):
     pass
 
 
+def other_models_keys(job: str, model: str, models: list[str]) -> list[list[str]]:
+    """The asset keys of `job` that belong to models other than `model` (per-model keys carry
+    the model's name second: predictions/<model>/daily), to leave out of its run."""
+    from mlops_assets.definitions import load
+
+    others = set(models) - {model}
+    keys = load().resolve_job_def(job).asset_layer.selected_asset_keys
+    return [list(k.path) for k in keys if len(k.path) > 1 and k.path[1] in others]
+
+
 def run_job(
     instance: dg.DagsterInstance,
     name: str,

@@ -1,12 +1,11 @@
 """The stages of `mlops demo`, in order. Each returns the key figure of its line.
 
-History is generated from the persisted world (drift switched on partway by default). The first
-model is trained on the labels known before the drift, deployed, and scores the following weeks;
-monitoring runs over them; the Dagster daemon's retraining sensor notices a degradation and launches
-the retraining job (fresh dataset, KFP training, gate, canary deployment); the latest labelled weeks
-are replayed through the canary split (a real canary waits for its 30-day labels; the replay is the
-time-compressed stand-in); the daemon's canary sensor promotes or rolls back. A world without drift
-ends after monitoring: no degradation, the champion is kept.
+History is generated from the persisted world (drift switched on partway by default). Each
+model's first version learns the labels known before the drift, is deployed, and scores the
+following weeks; monitoring runs over them; the daemon's retraining sensor of a degraded model
+launches its retraining job (dataset, KFP training, gate, canary deployment); its latest labelled
+weeks are replayed through the canary split (the time-compressed stand-in for waiting on labels);
+its canary sensor promotes or rolls back. A model without degradation keeps its champion.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from mlops_assets.defs.keys import retrain_job_name, retrain_sensor_name
 from mlops_assets.defs.tags import TRIGGER_TAG
 from mlops_assets.demo import runs
+from mlops_assets.model_config import model_configs
 
 if TYPE_CHECKING:
     import subprocess
@@ -47,8 +47,8 @@ def range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
 @dataclass
 class Demo:
     settings: Settings
-    plan: Plan
-    config: ModelConfig
+    plans: dict[str, Plan]  # each model's calendar
+    configs: list[ModelConfig]  # the models, in the order their stages run
     out: DemoConsole
     timeline: Timeline
     res: Any  # the environment's resources (mlops_assets.resources.open_resources)
@@ -61,8 +61,44 @@ class Demo:
     instance_created: threading.Event = field(default_factory=threading.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
     marks: dict[str, float] = field(default_factory=dict)  # epoch seconds of stage boundaries
+    current: int = 0  # the model the per-model stages act on
 
     # -- helpers -----------------------------------------------------------------------------
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.configs[self.current]
+
+    @property
+    def plan(self) -> Plan:
+        return self.plans[self.config.name]
+
+    def use(self, config: ModelConfig) -> Demo:
+        self.current = self.configs.index(config)
+        return self
+
+    def each(self, step: Any, stage: Stage, configs: list[ModelConfig] | None = None) -> str:
+        """Run a per-model stage for each model (all by default); one clause per model."""
+        figures = []
+        for config in configs or self.configs:
+            self.use(config)
+            figure = step(stage)
+            figures.append(figure if len(self.configs) == 1 else f"{config.name}: {figure}")
+        return "\n           ".join(figures)
+
+    def record(self, event: str, detail: str, *args: Any, **kwargs: Any) -> None:
+        """A timeline event of the current model (Timeline.add's arguments)."""
+        self.timeline.add(event, detail, *args, **kwargs, model=self.config.name)
+
+    def mark(self, name: str, now: bool = False) -> float:
+        """Epoch seconds of the current model's stage boundary `name` (set it with now=True)."""
+        if now:
+            self.marks[f"{self.config.name}:{name}"] = time.time()
+        return self.marks[f"{self.config.name}:{name}"]
+
+    def model_only(self, job: str) -> list[list[str]]:
+        """`job`'s asset keys of every other configured model (also those `--model` leaves out)."""
+        return runs.other_models_keys(job, self.config.name, list(model_configs()))
 
     @property
     def registry(self) -> Registry:
@@ -122,9 +158,9 @@ class Demo:
             self.instance_created.set()
             parsed.result()
         drift = self.plan.world.drift_from
-        self.timeline.add(
+        self.timeline.add(  # the world's, not a model's
             "drift_switched_on" if drift else "no_drift",
-            "covariate (tiktok signups) and concept drift" if drift else "a world without drift",
+            self.plan.world.drifts(),
             day=drift,
         )
         return f"Dagster instance {self.home}; MLflow and the daemon starting beside the next stage"
@@ -161,19 +197,21 @@ class Demo:
             "daily_lakehouse_job",
             stage,
             range_tags(plan.first_day, plan.last_day),
-            exclude=[["datasets", self.config.feature_service]],
+            exclude=[["datasets", c.feature_service] for c in model_configs().values()],
         )
         days = (plan.last_day - plan.first_day).days + 1
         self.timeline.add(
             "lakehouse_built", f"{days} landing days, dbt, features", run_id, day=plan.last_day
         )
-        counts = self.res.warehouse.query(
-            f"select count(*) as n, avg({self.config.label}) as rate from {self.config.label_table}"
-        ).iloc[0]
-        return (
-            f"{days} days landed; {self.config.label_table}: {int(counts['n']):,} labels "
-            f"(label rate {counts['rate']:.1%})"
-        )
+        labels = []
+        for config in self.configs:
+            counts = self.res.warehouse.query(
+                f"select count(*) as n, avg({config.label}) as rate from {config.label_table}"
+            ).iloc[0]
+            labels.append(
+                f"{config.label_table}: {int(counts['n']):,} labels (rate {counts['rate']:.1%})"
+            )
+        return f"{days} days landed; " + "; ".join(labels)
 
     def first_model(self, stage: Stage) -> str:
         known_by = self.plan.first_model_labels_by
@@ -193,7 +231,7 @@ class Demo:
         version = self.alias("champion")
         if version is None:
             raise runs.RunFailed("the first model did not clear the gate; nothing to serve")
-        self.timeline.add(
+        self.record(
             "trained_and_deployed", "first champion, serving 100%", run_id, version, known_by
         )
         return (
@@ -208,8 +246,14 @@ class Demo:
 
     def scoring(self, stage: Stage) -> str:
         first, last = self.plan.score_days
-        run_id = runs.run_job(self.instance, "daily_scoring_job", stage, range_tags(first, last))
-        self.timeline.add("scored", f"{first} .. {last}", run_id, self.alias("champion"), last)
+        run_id = runs.run_job(
+            self.instance,
+            "daily_scoring_job",
+            stage,
+            range_tags(first, last),
+            exclude=self.model_only("daily_scoring_job"),
+        )
+        self.record("scored", f"{first} .. {last}", run_id, self.alias("champion"), last)
         table = f"iceberg.predictions.{self.config.name}_daily"
         rows, days, labelled = self.res.warehouse.analyst_sql(
             f"select count(*), count(distinct prediction_date), count(actual) from {table}"
@@ -221,12 +265,18 @@ class Demo:
         from mlops_assets.monitoring.results import read_table
 
         first, last = self.plan.monitor_days
-        self.marks["monitoring_started"] = time.time()
-        run_id = runs.run_job(self.instance, "daily_monitoring_job", stage, range_tags(first, last))
-        self.marks["monitoring_ended"] = time.time()
+        self.mark("monitoring_started", now=True)
+        run_id = runs.run_job(
+            self.instance,
+            "daily_monitoring_job",
+            stage,
+            range_tags(first, last),
+            exclude=self.model_only("daily_monitoring_job"),
+        )
+        self.mark("monitoring_ended", now=True)
         catalog = self.res.lakehouse.catalog()
         degraded_from, windows = degradation_summary(catalog, self.config)
-        self.timeline.add(
+        self.record(
             "monitored",
             f"degraded day runs: {windows or 'none'}",
             run_id,
@@ -259,11 +309,11 @@ class Demo:
                 raise TimeoutError(f"the daemon's {name} sensor did not evaluate in time")
             stage.update(detail="waiting for the sensor's tick")
             time.sleep(0.5)
-            tick = runs.last_sensor_tick(self.instance, name, self.marks["monitoring_ended"])
+            tick = runs.last_sensor_tick(self.instance, name, self.mark("monitoring_ended"))
             if tick is not None and tick.status.value == "SUCCESS":
                 raise runs.RunFailed(f"{name} launched a retraining on a world without drift")
         reason = "; ".join(tick.skip_reason.splitlines()) if tick.skip_reason else "skipped"
-        self.timeline.add("no_degradation", f"champion kept; sensor: {reason}")
+        self.record("no_degradation", f"champion kept; sensor: {reason}")
         return f"no degradation; champion kept (sensor: {reason})"
 
     def retraining(self, stage: Stage) -> str:
@@ -272,7 +322,7 @@ class Demo:
         record = runs.wait_for_run(
             self.instance,
             (TRIGGER_TAG, "degradation"),
-            self.marks["monitoring_started"] - 1,
+            self.mark("monitoring_started") - 1,
             SENSOR_TIMEOUT_S,
             stage,
             job=retrain_job_name(self.config),
@@ -282,7 +332,7 @@ class Demo:
         window = tags.get("mlops/window", "")
         visible_at = conclusive_at(self.res.lakehouse.catalog(), self.config, window)
         launched_s = record.create_timestamp.timestamp() - visible_at
-        self.timeline.add(
+        self.record(
             "retraining_launched",
             f"{tags.get('mlops/reason', '')}; launched {launched_s:.0f}s after the conclusive "
             f"day's check failed; labels known by {tags.get('mlops/labels_known_by')}",
@@ -299,11 +349,9 @@ class Demo:
         )
         challenger = self.alias("challenger")
         if challenger is None:
-            self.timeline.add(
-                "gate_rejected", "retrained model rejected; champion kept", run.run_id
-            )
+            self.record("gate_rejected", "retrained model rejected; champion kept", run.run_id)
             return f"launched {launched_s:.0f}s after visible; the gate rejected it, champion kept"
-        self.timeline.add(
+        self.record(
             "canary_started",
             f"v{challenger} takes {self.config.serving.canary_percent}% of customers",
             run.run_id,
@@ -322,8 +370,14 @@ class Demo:
         first, last = self.plan.canary_days
         challenger = self.alias("challenger")
         replay_at = time.time()
-        run_id = runs.run_job(self.instance, "daily_scoring_job", stage, range_tags(first, last))
-        self.timeline.add(
+        run_id = runs.run_job(
+            self.instance,
+            "daily_scoring_job",
+            stage,
+            range_tags(first, last),
+            exclude=self.model_only("daily_scoring_job"),
+        )
+        self.record(
             "canary_traffic", f"{first} .. {last} replayed through the split", run_id, challenger
         )
         record = runs.wait_for_run(
@@ -334,10 +388,10 @@ class Demo:
             describe_run(self.instance, run.run_id).get("mlops/canary_numbers", "{}")
         )
         action = run.job_name.split("_")[0]
-        self.timeline.add(f"canary_{action}", json.dumps(numbers), run.run_id, challenger)
+        self.record(f"canary_{action}", json.dumps(numbers), run.run_id, challenger)
         if run.status.value != "SUCCESS":
             raise runs.RunFailed(f"{run.job_name} run {run.run_id} ended {run.status.value}")
-        self.timeline.add("serving", self.serving_line(), version=self.alias("champion") or "")
+        self.record("serving", self.serving_line(), version=self.alias("champion") or "")
         verb = "promoted" if action == "promote" else "rolled back"
         return (
             f"{verb} v{challenger}: ROC AUC {numbers.get('challenger_roc_auc')} vs champion's "

@@ -41,6 +41,7 @@ class Timeline:
         run_id: str = "",
         version: str = "",
         day: dt.date | None = None,
+        model: str = "",
     ) -> None:
         self.events.append(
             {
@@ -50,6 +51,7 @@ class Timeline:
                 "detail": detail,
                 "run_id": run_id,
                 "model_version": version,
+                "model": model,  # '' for the world's events
             }
         )
 

@@ -1,4 +1,6 @@
-"""Online lookups for one feature service.
+"""Online lookups for one feature service, by the model's join keys (one, like churn's
+`customer_id`, or several, like `order_id` and `customer_id`: each feature view is read with the
+keys of its own entities).
 
 On the embedded SQLite store: the store's own `online_read` per feature view plus the on-demand
 transformation, without the SDK's per-call planning (about 3x faster). On other stores (Redis in
@@ -60,7 +62,15 @@ def _fail_fast_on_redis(store: FeatureStore) -> None:
 
 
 class OnlineFeatureReader:
-    def __init__(self, store: FeatureStore, service_name: str, join_key: str = "customer_id"):
+    """`join_keys`: the keys a row is given by, in the order `read` takes them (one key: a row is
+    an int; several: a tuple of ints in this order)."""
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        service_name: str,
+        join_keys: Sequence[str] | str = ("customer_id",),
+    ):
         from feast.errors import FeatureViewNotFoundException
         from feast.infra.online_stores.helpers import get_online_store_from_config
 
@@ -74,15 +84,21 @@ class OnlineFeatureReader:
         if not self._direct:
             _fail_fast_on_redis(store)
         self._service = store.get_feature_service(service_name)
-        self.join_key = join_key
+        self.join_keys = [join_keys] if isinstance(join_keys, str) else list(join_keys)
+        self._single = len(self.join_keys) == 1
         self.views: list[tuple[Any, list[str]]] = []
+        # Per stored view: the positions in `join_keys` of the keys its entities join on.
+        self._positions: list[tuple[int, ...]] = []
         self.on_demand: list[tuple[Any, list[str]]] = []
         for projection in self._service.feature_view_projections:
             names = [f.name for f in projection.features]
             try:
-                self.views.append((store.get_feature_view(projection.name), names))
+                view = store.get_feature_view(projection.name)
             except FeatureViewNotFoundException:
                 self.on_demand.append((store.get_on_demand_feature_view(projection.name), names))
+                continue
+            self.views.append((view, names))
+            self._positions.append(self._key_positions(service_name, view, projection))
         self.feature_names = [n for _, names in self.views + self.on_demand for n in names]
         # Request-time inputs of the on-demand views (request_ts): filled with the request's time.
         self.request_fields = sorted(
@@ -94,31 +110,66 @@ class OnlineFeatureReader:
             }
         )
 
-    def read(
-        self, entity_ids: Sequence[int], request_ts: datetime | None = None
-    ) -> list[dict[str, Any]]:
-        """Feature dicts (bare feature names), one per entity, in the order given; a feature the
-        store has no value for is None."""
-        return self.read_with_timestamps(entity_ids, request_ts)[0]
+    @property
+    def join_key(self) -> str:
+        """The first join key (the only one of a single-key model)."""
+        return self.join_keys[0]
 
-    def read_with_timestamps(
-        self, entity_ids: Sequence[int], request_ts: datetime | None = None
-    ) -> tuple[list[dict[str, Any]], list[datetime | None]]:
-        """`read`, plus per entity the event timestamp (UTC) of the newest stored feature values
-        returned (None when the store has none): the moment those values describe."""
-        if not self._direct:
-            return self._read_with_sdk(entity_ids, request_ts)
+    def _key_positions(self, service: str, view: Any, projection: Any) -> tuple[int, ...]:
+        """Where the keys of `view`'s entities are among `join_keys` (a projection may rename
+        a key with `join_key_map`)."""
+        renamed = projection.join_key_map or {}
+        wanted = [renamed.get(c.name, c.name) for c in view.entity_columns]
+        missing = [k for k in wanted if k not in self.join_keys]
+        if missing:
+            raise ValueError(
+                f"feature view {view.name!r} of feature service {service!r} joins on {missing}, "
+                f"which are not among the model's join_keys {self.join_keys}"
+            )
+        return tuple(self.join_keys.index(k) for k in wanted)
+
+    def _entity_keys(self, entity_rows: Sequence[Any], positions: tuple[int, ...]) -> list[Any]:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
+
+        if self._single:
+            key = [self.join_keys[0]]
+            return [
+                EntityKey(join_keys=key, entity_values=[Value(int64_val=int(e))])
+                for e in entity_rows
+            ]
+        names = [self.join_keys[p] for p in positions]
+        return [
+            EntityKey(
+                join_keys=names, entity_values=[Value(int64_val=int(row[p])) for p in positions]
+            )
+            for row in entity_rows
+        ]
+
+    def read(
+        self, entity_rows: Sequence[Any], request_ts: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Feature dicts (bare feature names), one per row, in the order given; a feature the
+        store has no value for is None. A row is an int (one join key) or a tuple of ints in
+        `join_keys` order."""
+        return self.read_with_timestamps(entity_rows, request_ts)[0]
+
+    def read_with_timestamps(
+        self, entity_rows: Sequence[Any], request_ts: datetime | None = None
+    ) -> tuple[list[dict[str, Any]], list[datetime | None]]:
+        """`read`, plus per row the event timestamp (UTC) of the newest stored feature values
+        returned (None when the store has none): the moment those values describe."""
+        if not self._direct:
+            return self._read_with_sdk(entity_rows, request_ts)
         from feast.type_map import feast_value_type_to_python_type
 
-        keys = [
-            EntityKey(join_keys=[self.join_key], entity_values=[Value(int64_val=int(e))])
-            for e in entity_ids
-        ]
-        rows: list[dict[str, Any]] = [{} for _ in keys]
-        newest: list[datetime | None] = [None] * len(keys)
-        for view, names in self.views:
+        rows: list[dict[str, Any]] = [{} for _ in entity_rows]
+        newest: list[datetime | None] = [None] * len(rows)
+        keys_by_positions: dict[tuple[int, ...], list[Any]] = {}
+        for (view, names), positions in zip(self.views, self._positions, strict=True):
+            keys = keys_by_positions.get(positions)
+            if keys is None:  # views on the same entities share their keys
+                keys = keys_by_positions[positions] = self._entity_keys(entity_rows, positions)
             found = self._online.online_read(self._config, view, keys, names)
             for i, (row, (event_ts, values)) in enumerate(zip(rows, found, strict=True)):
                 if values and event_ts is not None and (newest[i] is None or event_ts > newest[i]):
@@ -140,15 +191,22 @@ class OnlineFeatureReader:
                     row[name] = value
         return rows, newest
 
+    def _entity_dicts(self, entity_rows: Sequence[Any]) -> list[dict[str, int]]:
+        if self._single:
+            return [{self.join_keys[0]: int(e)} for e in entity_rows]
+        return [
+            {k: int(v) for k, v in zip(self.join_keys, row, strict=True)} for row in entity_rows
+        ]
+
     def _read_with_sdk(
-        self, entity_ids: Sequence[int], request_ts: datetime | None
+        self, entity_rows: Sequence[Any], request_ts: datetime | None
     ) -> tuple[list[dict[str, Any]], list[datetime | None]]:
         try:
             response = self._store.get_online_features(
                 features=self._service,
                 entity_rows=[
-                    {self.join_key: int(e), **dict.fromkeys(self.request_fields, request_ts)}
-                    for e in entity_ids
+                    {**keys, **dict.fromkeys(self.request_fields, request_ts)}
+                    for keys in self._entity_dicts(entity_rows)
                 ],
             ).to_dict(include_event_timestamps=True)
         except self._unreachable as err:
@@ -158,7 +216,8 @@ class OnlineFeatureReader:
                 f"({type(err).__name__}: {err})"
             ) from err
         rows = [
-            {name: response[name][i] for name in self.feature_names} for i in range(len(entity_ids))
+            {name: response[name][i] for name in self.feature_names}
+            for i in range(len(entity_rows))
         ]
         stored = [n for _, names in self.views for n in names]
         newest: list[datetime | None] = []

@@ -240,7 +240,7 @@ class CheckedLocalProvider(PassthroughProvider):
                 hint = (
                     " (no materialization is recorded for this view yet, so Feast starts at now - "
                     "ttl): run `feast materialize <start> <end>` or the Dagster asset "
-                    "feast/online/customer_features first"
+                    "feast/online/features first"
                 )
             elif inverted:
                 hint = f" (the view is already materialized up to {start_date.isoformat()})"

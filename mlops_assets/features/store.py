@@ -137,15 +137,21 @@ def materialize_window(
     return dict.fromkeys(views)
 
 
-def source_rows_between(warehouse: Warehouse, start: dt.datetime, end: dt.datetime) -> int:
-    """Rows of the gold feature table with event times in [start, end) (naive UTC in gold)."""
+def source_rows_between(
+    warehouse: Warehouse, tables: list[str], start: dt.datetime, end: dt.datetime
+) -> dict[str, int]:
+    """Rows of each gold feature table (`schema.name`) with event times in [start, end) (naive
+    UTC in gold)."""
     naive = [t.astimezone(dt.UTC).replace(tzinfo=None) for t in (start, end)]
-    frame = warehouse.query(
-        "select count(*) as n from gold.customer_features "
-        f"where event_timestamp >= timestamp '{naive[0]:%Y-%m-%d %H:%M:%S}' "
-        f"and event_timestamp < timestamp '{naive[1]:%Y-%m-%d %H:%M:%S}'"
-    )
-    return int(frame["n"].iloc[0])
+    counts = {}
+    for table in tables:
+        frame = warehouse.query(
+            f"select count(*) as n from {table} "
+            f"where event_timestamp >= timestamp '{naive[0]:%Y-%m-%d %H:%M:%S}' "
+            f"and event_timestamp < timestamp '{naive[1]:%Y-%m-%d %H:%M:%S}'"
+        )
+        counts[table] = int(frame["n"].iloc[0])
+    return counts
 
 
 def repo_objects(contents: RepoContents) -> list:

@@ -82,29 +82,42 @@ def monitoring_nulls(table: Any, catalog: Any, name: str, schema: pa.Schema) -> 
 # Columns added to the inference log since its first schema, with their documentation.
 INFERENCE_LOG_ADDED = {
     "prediction_timestamp": "the moment the prediction is valid for: request_ts, else arrival",
+    "model_name": "the model config that answered",
+    "entity_keys": 'the row\'s join keys as a JSON object, e.g. {"customer_id": 42}',
 }
+# Columns that became optional: customer_id is null for a model keyed without a customer.
+INFERENCE_LOG_RELAXED = ("customer_id",)
 
 
 def inference_log_columns(
     table: Any, catalog: Any, name: str, schema: pa.Schema, attempts: int = 20
 ) -> Any:
-    """Add the columns the log gained since. Several servers may evolve the same table at the
-    same moment: a lost commit re-reads the table and looks again."""
+    """Add the columns the log gained since (in their order, at the end) and make optional the
+    ones that became so; no row is rewritten (older rows read null in the new columns). Several
+    servers may evolve the same table at the same moment: a lost commit re-reads the table and
+    looks again."""
     from pyiceberg.exceptions import CommitFailedException
-    from pyiceberg.types import TimestamptzType
+    from pyiceberg.types import StringType, TimestamptzType
     from sqlalchemy.exc import OperationalError
 
-    types = {"prediction_timestamp": TimestamptzType()}
+    types = {
+        "prediction_timestamp": TimestamptzType(),
+        "model_name": StringType(),
+        "entity_keys": StringType(),
+    }
     for attempt in range(1, attempts + 1):
-        present = {f.name for f in table.schema().fields}
-        missing = [column for column in INFERENCE_LOG_ADDED if column not in present]
-        if not missing:
+        fields = {f.name: f for f in table.schema().fields}
+        missing = [column for column in INFERENCE_LOG_ADDED if column not in fields]
+        required = [c for c in INFERENCE_LOG_RELAXED if c in fields and fields[c].required]
+        if not missing and not required:
             return table
         try:
             with table.update_schema() as update:
+                for column in required:
+                    update.update_column(column, required=False)
                 for column in missing:
                     update.add_column(column, types[column], doc=INFERENCE_LOG_ADDED[column])
-            log.info("%s: added column(s) %s", name, missing)
+            log.info("%s: added column(s) %s, made optional %s", name, missing, required)
         except (CommitFailedException, OperationalError, ValueError) as err:
             # ValueError: a concurrent writer added the column between our read and our update.
             if attempt == attempts:

@@ -5,9 +5,9 @@ this registry (`PREDICTIONS.open(catalog, model)`); analysts see the same names 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import cache, cached_property
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,6 +25,14 @@ class IcebergTable:
     # The function in migrations.py that brings a table written by an earlier version up to date
     # (schema change and row rewrite in one commit); None when the schema never changed.
     migration: str | None = None
+    # Per-model tables are keyed by the model's join keys (int64, not null), which stand in
+    # the place of the default key column; `with_keys` gives the table for other keys.
+    keyed: bool = False
+
+    def with_keys(self, keys: Sequence[str]) -> IcebergTable:
+        """This table for a model whose join keys are `keys` (e.g. an order model: order_id,
+        customer_id), the key columns where the default one is."""
+        return _with_keys(self, tuple(keys))
 
     def name(self, model: str | None = None) -> str:
         return self.template.format(model=model) if "{model}" in self.template else self.template
@@ -76,15 +84,17 @@ PREDICTIONS = IcebergTable(
         ("actual_timestamp", "timestamptz", True),
     ],
     "prediction_date",
-    "Daily batch predictions, one row per customer and scored day, with delayed actuals.",
+    "Daily batch predictions, one row per entity and scored day, with delayed actuals.",
     "predictions_as_of",
+    keyed=True,
 )
 
 INFERENCE_LOG = IcebergTable(
     "predictions.{model}_online",
     lambda: [
         ("request_id", "string", False),
-        ("customer_id", "int64", False),
+        # The customer the prediction is for (null for a model whose join keys have none).
+        ("customer_id", "int64", True),
         ("features", "string", False),
         ("score", "float64", False),
         ("prediction", "int32", False),
@@ -96,6 +106,10 @@ INFERENCE_LOG = IcebergTable(
         ("requested_at", "timestamptz", False),
         ("request_date", "date", False),
         ("prediction_timestamp", "timestamptz", True),
+        # The model config that answered, and every join key of the row as JSON
+        # ({"customer_id": 42}; {"order_id": 7, "customer_id": 42}); null in rows logged before.
+        ("model_name", "string", True),
+        ("entity_keys", "string", True),
     ],
     "request_date",
     "The inference log: one row per online prediction, committed in small batches.",
@@ -130,6 +144,7 @@ TIMELINE = IcebergTable(
         ("detail", "string", False),
         ("run_id", "string", False),
         ("model_version", "string", False),
+        ("model", "string", True),
     ],
     None,
     "The last `mlops demo`'s story: what happened when, with run ids and versions.",
@@ -155,5 +170,25 @@ AUDIT = IcebergTable(
     None,
     "Every mutating call of the control API and the CLI, refused ones included: one row each.",
 )
+
+DEFAULT_KEY = "customer_id"
+
+
+@cache
+def _with_keys(table: IcebergTable, keys: tuple[str, ...]) -> IcebergTable:
+    if not table.keyed:
+        raise ValueError(f"{table.template} is not keyed by a model's join keys")
+    if keys == (DEFAULT_KEY,):
+        return table
+    columns = table.columns
+
+    def keyed_columns() -> list[tuple[str, str, bool]]:
+        out = []
+        for column in columns():
+            out += [(k, "int64", False) for k in keys] if column[0] == DEFAULT_KEY else [column]
+        return out
+
+    return replace(table, columns=keyed_columns)
+
 
 TABLES = (PREDICTIONS, INFERENCE_LOG, MONITORING, TIMELINE, AUDIT)

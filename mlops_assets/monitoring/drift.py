@@ -12,14 +12,11 @@ from mlops_assets.monitoring.statistics import ks, psi_categorical, psi_numeric
 
 
 def feature_drift(inputs: MonitorInputs, day: dt.date) -> MonitorResult:
-    from mlops_assets.serving.batch import offline_features
-
     config = inputs.config
     limits = config.monitoring
     version = inputs.champion()
     ref = inputs.reference(version)
-    as_of = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    current = offline_features(inputs.store, config.feature_service, as_of)
+    current = inputs.features(day)
     result = MonitorResult("feature_drift", day, "ok", {"reference_version": version})
     if current.empty:
         result.status = "no_data"

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from mlops_assets.lakehouse.tables import PREDICTIONS
 from mlops_assets.model_config import ModelConfig
 from mlops_assets.monitoring.results import MonitoringError
 from mlops_assets.settings import Settings
@@ -37,12 +36,34 @@ class MonitorInputs:
     registry: Registry
     settings: Settings  # the data folder: the reference cache and the DVC pulls
     store: FeatureStore | None = None  # the monitors that read features
+    days: list[dt.date] = field(default_factory=list)  # the run's days: their features read at once
     _holdout_aucs: dict[str, float | None] = field(default_factory=dict, repr=False)
+    _features: dict[dt.date, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def features(self, day: dt.date) -> pd.DataFrame:
+        """The model's entities and features as of the end of `day` (what it scored that day);
+        the first call reads every day of the run in one pass."""
+        from mlops_assets.features.offline import offline_features_by_day
+
+        if day not in self._features:
+            wanted = [d for d in self.days if d not in self._features] if day in self.days else []
+            wanted = wanted or [day]
+            moments = [
+                dt.datetime.combine(d + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+                for d in wanted
+            ]
+            frames = offline_features_by_day(
+                self.store, self.config.feature_service, moments, self.config.entity
+            )
+            self._features.update(zip(wanted, frames, strict=True))
+        return self._features[day]
 
     def predictions(self, day: dt.date) -> pd.DataFrame:
         from pyiceberg.expressions import EqualTo
 
-        table = PREDICTIONS.open(self.catalog, self.config.name)
+        from mlops_assets.serving.batch import predictions_table
+
+        table = predictions_table(self.config).open(self.catalog, self.config.name)
         return table.scan(row_filter=EqualTo("prediction_date", day)).to_pandas()
 
     def daily_counts(self, first: dt.date, last: dt.date) -> dict[dt.date, int]:
@@ -50,7 +71,9 @@ class MonitorInputs:
         import pyarrow.compute as pc
         from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
 
-        table = PREDICTIONS.open(self.catalog, self.config.name)
+        from mlops_assets.serving.batch import predictions_table
+
+        table = predictions_table(self.config).open(self.catalog, self.config.name)
         days = table.scan(
             row_filter=And(
                 GreaterThanOrEqual("prediction_date", first),

@@ -65,7 +65,12 @@ def _judge(
         return
     auc = float(roc_auc_score(y, score))
     ece = expected_calibration_error(y, score)
-    predicted = (score >= inputs.config.decision_threshold).astype(int)
+    threshold = inputs.config.decision_threshold
+    # `auto`: each version cut at its own threshold when it served; the table has its verdicts.
+    if threshold == "auto":
+        predicted = group["prediction"].to_numpy(int)
+    else:
+        predicted = (score >= threshold).astype(int)
     # The floor: the config's absolute minimum, or the serving versions' own holdout AUC minus the
     # allowed drop, whichever is higher.
     served = [version] if version else sorted(group["model_version"].astype(str).unique())

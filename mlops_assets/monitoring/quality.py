@@ -13,8 +13,6 @@ from mlops_assets.monitoring.results import MonitorResult
 
 
 def data_quality(inputs: MonitorInputs, day: dt.date) -> MonitorResult:
-    from mlops_assets.serving.batch import offline_features
-
     config = inputs.config
     limits = config.monitoring
     result = MonitorResult("data_quality", day, "ok", {})
@@ -32,8 +30,7 @@ def data_quality(inputs: MonitorInputs, day: dt.date) -> MonitorResult:
         result.row("volume_change_vs_trailing_week", change, limits.max_volume_change, breached=bad)
         if bad:
             breaches.append(f"volume {len(rows)} vs trailing median {baseline:.0f}")
-    as_of = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    current = offline_features(inputs.store, config.feature_service, as_of)
+    current = inputs.features(day)
     service = inputs.store.get_feature_service(config.feature_service)
     expected = [f.name for p in service.feature_view_projections for f in p.features]
     for name in expected:

@@ -39,23 +39,23 @@ def train_model(
     metrics: Output[Metrics],
 ):
     """Tune the configured model on train -> validation, refit the winner (and a logistic
-    baseline) on train + validation. Validation metrics come from the fits that never saw it."""
+    baseline) on train + validation. Validation metrics come from the fits that never saw it;
+    so does an `auto` decision threshold, stored on each refit estimator."""
     import json
     from pathlib import Path
 
     import joblib
-    import pandas as pd
 
     from mlops_assets.model_config import ModelConfig
     from mlops_assets.training.estimators import (
-        build_estimator,
         check_labels,
         dataset_schema,
         evaluate,
-        feature_frame,
         read_split,
+        refit_on_train_and_validation,
         tune_with_baseline,
     )
+    from mlops_assets.training.thresholds import THRESHOLD_ATTRIBUTE, choose_threshold
 
     config = ModelConfig.model_validate_json(config_json)
     folder = Path(dataset.path)
@@ -64,20 +64,29 @@ def train_model(
     check_labels(train[config.label], "train")
     check_labels(validation[config.label], "validation")
     # The baseline's fits run on the tuning workers beside the candidates.
-    tuned, trials, base = tune_with_baseline(config, train, validation, features)
+    search = tune_with_baseline(config, train, validation, features)
+    tuned, trials, base = search.tuned, search.trials, search.baseline
     metrics.log_metric("tuning_candidates", len(trials))
     metrics.log_metric("model_validation_roc_auc", max(t["validation_roc_auc"] for t in trials))
     y_val = validation[config.label].to_numpy()
-    for name, value in evaluate(y_val, base.validation_scores, config.decision_threshold).items():
+    threshold = {
+        "model": choose_threshold(config, y_val, search.validation_scores),
+        "baseline": choose_threshold(config, y_val, base.validation_scores),
+    }
+    metrics.log_metric("model_validation_decision_threshold", threshold["model"])
+    baseline_metrics = evaluate(
+        y_val, base.validation_scores, threshold["baseline"], config.thresholds
+    )
+    for name, value in baseline_metrics.items():
         metrics.log_metric(f"baseline_validation_{name}", value)
 
-    full = pd.concat([train, validation])
-    X = feature_frame(full, features)
-    refits = {"model": build_estimator(tuned, X, "model").fit(X, full[config.label])}
-    refits["baseline"] = base.refit
+    refits = refit_on_train_and_validation(search, train, validation, features)
     for kind, artifact in (("model", model), ("baseline", baseline)):
+        # The threshold travels with the estimator (into MLflow): serving and batch cut there.
+        setattr(refits[kind], THRESHOLD_ATTRIBUTE, threshold[kind])
         Path(artifact.path).mkdir(parents=True, exist_ok=True)
         joblib.dump(refits[kind], Path(artifact.path) / "model.joblib")
+    model.metadata["decision_threshold"] = threshold["model"]
     model.metadata["algorithm"] = config.algorithm
     model.metadata["params_json"] = tuned.params.model_dump_json()
     model.metadata["tuning_trials_json"] = json.dumps(trials)
@@ -108,6 +117,7 @@ def evaluate_model(
         feature_frame,
         read_split,
     )
+    from mlops_assets.training.thresholds import decision_threshold
 
     config = ModelConfig.model_validate_json(config_json)
     folder = Path(dataset.path)
@@ -118,8 +128,10 @@ def evaluate_model(
     X = feature_frame(test, features)
     results = {}
     for kind, artifact in (("model", model), ("baseline", baseline)):
-        scores = joblib.load(Path(artifact.path) / "model.joblib").predict_proba(X)[:, 1]
-        results[kind] = evaluate(y, scores, config.decision_threshold)
+        estimator = joblib.load(Path(artifact.path) / "model.joblib")
+        scores = estimator.predict_proba(X)[:, 1]
+        threshold = decision_threshold(config, estimator)
+        results[kind] = evaluate(y, scores, threshold, config.thresholds)
         for name, value in results[kind].items():
             metrics.log_metric(f"{kind}_test_{name}", value)
         if kind == "model":
@@ -130,7 +142,7 @@ def evaluate_model(
                 tpr[::step].tolist(),
                 [min(float(t), 1.0) for t in thresholds[::step]],
             )
-            predicted = (scores >= config.decision_threshold).astype(int)
+            predicted = (scores >= threshold).astype(int)
             curves.log_confusion_matrix(
                 [f"not {config.label}", config.label], confusion_matrix(y, predicted).tolist()
             )

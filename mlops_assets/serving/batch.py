@@ -12,17 +12,18 @@ window), so the label delay `actual_timestamp - prediction_timestamp` is the win
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from mlops_assets.lakehouse.tables import PREDICTIONS
+from mlops_assets.features.offline import (
+    OfflineFeatureError,
+    offline_features_by_day,
+)
+from mlops_assets.lakehouse.tables import PREDICTIONS, IcebergTable
 from mlops_assets.model_config import ModelConfig
 
 if TYPE_CHECKING:
@@ -37,6 +38,11 @@ class ScoringError(ValueError):
     pass
 
 
+def predictions_table(config: ModelConfig) -> IcebergTable:
+    """The model's predictions table: keyed by its join keys."""
+    return PREDICTIONS.with_keys(config.join_keys)
+
+
 # Rows predicted per call: the trees run in parallel over many days at once, and a range of a
 # million-customer shop still never holds more than this many extra feature rows.
 CHUNK_ROWS = 500_000
@@ -45,110 +51,6 @@ CHUNK_ROWS = 500_000
 def as_of(day: dt.date) -> dt.datetime:
     """The as-of time of day D's predictions: the end of D (D + 1 00:00 UTC)."""
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-
-
-SNAPSHOT_CACHE_BYTES = 128 * 2**20  # larger files (a million-customer shop) are read in place
-_loaded: dict[str, Any] = {}  # the last local snapshot file read: its identity and connection
-_loading = threading.Lock()
-
-
-@contextlib.contextmanager
-def _snapshots(path: str) -> Iterator[tuple[Any, str]]:
-    """A DuckDB cursor and the relation holding the feature snapshots of `path` (a file or an
-    object-store URI). A file of moderate size is read once and kept in memory while it is
-    unchanged (same size and modification time): scoring 49 days or monitoring 18 asks for the
-    same file 49 or 36 times. A larger one is read in place."""
-    import duckdb
-
-    from mlops_assets.lakehouse.duck import configure_s3
-
-    size, modified = _file_version(path)
-    if size > SNAPSHOT_CACHE_BYTES:
-        # Read in place: DuckDB prunes row groups by the timestamp filter.
-        with duckdb.connect() as con:
-            configure_s3(con)
-            quoted = path.replace("'", "''")
-            yield con, f"read_parquet('{quoted}')"
-        return
-    identity = (path, size, modified)
-    with _loading:
-        if _loaded.get("identity") != identity:
-            con = duckdb.connect()
-            configure_s3(con)
-            con.execute("create table snapshots as select * from read_parquet(?)", [path])
-            # A replaced connection closes once its last cursor is gone.
-            _loaded.update(identity=identity, connection=con)
-        cursor = _loaded["connection"].cursor()  # one per caller: threads may score at once
-    try:
-        yield cursor, "snapshots"
-    finally:
-        cursor.close()
-
-
-def _file_version(path: str) -> tuple[int, int | None]:
-    """Size and modification time (ns) of a file or an object (pyarrow's filesystems)."""
-    import pyarrow.fs as pafs
-
-    from mlops_assets.lakehouse.files import filesystem
-
-    fs, key = filesystem(path)
-    info = fs.get_file_info(key)
-    if info.type != pafs.FileType.File:
-        raise ScoringError(f"the gold table {path} does not exist (build the lakehouse first)")
-    return int(info.size), info.mtime_ns
-
-
-def offline_features(store: FeatureStore, service: str, as_of: dt.datetime) -> pd.DataFrame:
-    """What Feast's point-in-time join returns for every active entity at `as_of`: the newest
-    snapshot at or before it, within the views' TTL, read in one vectorized pass; on-demand features
-    come from the registry's own transformation."""
-    views = {v.name: v for v in store.list_feature_views()}
-    fs = store.get_feature_service(service)
-    stored = [
-        (views[p.name], [f.name for f in p.features])
-        for p in fs.feature_view_projections
-        if p.name in views
-    ]
-    sources = {v.batch_source.path for v, _ in stored}
-    if len(sources) != 1:
-        raise ScoringError(
-            f"batch scoring reads one gold table; service {service!r} uses {sorted(sources)}"
-        )
-    view = stored[0][0]
-    ttl = max(v.ttl for v, _ in stored)
-    ts = view.batch_source.timestamp_field
-    key = view.entity_columns[0].name
-    columns = [c for _, names in stored for c in names]
-    naive = as_of.astimezone(dt.UTC).replace(tzinfo=None)
-    with _snapshots(next(iter(sources))) as (con, relation):
-        frame = con.execute(
-            f"""
-            select "{key}", {", ".join(f'"{c}"' for c in columns)}
-            from {relation}
-            where "{ts}" <= ? and "{ts}" > ?
-            qualify row_number() over (partition by "{key}" order by "{ts}" desc) = 1
-            order by "{key}"
-            """,
-            [naive, naive - ttl],
-        ).df()
-    for projection in fs.feature_view_projections:
-        if projection.name in views:
-            continue
-        odfv = store.get_on_demand_feature_view(projection.name)
-        # Only the transformation's inputs, as columns (its batch path is vectorized).
-        inputs = {
-            f.name: frame[f.name]
-            for source in odfv.source_feature_view_projections.values()
-            for f in source.features
-        }
-        for request in odfv.source_request_sources.values():
-            for field in request.schema:
-                # A datetime64 column, not Python datetimes: pandas parses those one by one.
-                inputs[field.name] = pd.Series(pd.Timestamp(as_of), index=frame.index)
-        outputs = odfv.feature_transformation.udf(inputs)
-        for feature in projection.features:
-            frame[feature.name] = np.asarray(outputs[feature.name], dtype="float64")
-    return frame  # customer_id + every service feature, one row per active customer
 
 
 def score(
@@ -164,7 +66,7 @@ def score(
     same customers the online split sends to the challenger are scored by it (sticky hash).
     `prediction_timestamp` is the day's as-of time, `scored_at` is `now` (the run's wall clock)."""
     if features.empty:
-        raise ScoringError(f"no active customers with features on {day}")
+        raise ScoringError(f"no {config.entity} with features on {day}")
     scores, versions, labels = _predict(config, model, model_version, features, challenger)
     return _rows(config, features, scores, versions, labels, day, now)
 
@@ -180,23 +82,27 @@ def _predict(
     one call over many days lets the trees predict in parallel over all of them)."""
     from mlops_assets.serving.label_engine import apply_rules
     from mlops_assets.training.estimators import feature_frame
+    from mlops_assets.training.thresholds import decision_threshold
 
-    names = [c for c in features.columns if c != "customer_id"]
+    names = [c for c in features.columns if c not in config.join_keys]
     X = feature_frame(features, names)
     scores = model.predict_proba(X)[:, 1]
     versions = np.full(len(features), model_version, dtype=object)
+    # Each version cuts its scores at its own threshold (`auto`: the one chosen when trained).
+    thresholds = np.full(len(features), decision_threshold(config, model))
     if challenger is not None:
         from mlops_assets.serving.deployment import challenger_share
 
         challenger_model, challenger_version, percent = challenger
         salt = f"{config.name}:{challenger_version}"
         to_challenger = np.array(
-            [challenger_share(int(c), salt) < percent for c in features["customer_id"]], dtype=bool
+            [challenger_share(int(c), salt) < percent for c in features[config.entity]], dtype=bool
         )
         if to_challenger.any():
             scores[to_challenger] = challenger_model.predict_proba(X[to_challenger])[:, 1]
             versions[to_challenger] = challenger_version
-    labels = apply_rules(scores, features, config.label_engine, config.decision_threshold)
+            thresholds[to_challenger] = decision_threshold(config, challenger_model)
+    labels = apply_rules(scores, features, config.label_engine, thresholds)
     return scores, versions, labels
 
 
@@ -204,7 +110,8 @@ def _rows(config, features, scores, versions, labels, day: dt.date, now: dt.date
     """The day's rows in the predictions table's schema."""
     import pyarrow.compute as pc
 
-    ids = pa.array(features["customer_id"].to_numpy().astype("int64"))
+    keys = {k: pa.array(features[k].to_numpy().astype("int64")) for k in config.join_keys}
+    ids = keys[config.entity]
     n = len(ids)
     prefix = pa.array([f"{config.name}-{day:%Y%m%d}-"] * n, pa.string())
     timestamp = pa.timestamp("us", tz="UTC")
@@ -216,9 +123,9 @@ def _rows(config, features, scores, versions, labels, day: dt.date, now: dt.date
     return pa.table(
         {
             "prediction_id": pc.binary_join_element_wise(prefix, ids.cast(pa.string()), ""),
-            "customer_id": ids,
+            **keys,
             "prediction": labels["prediction"],
-            "confidence": np.where(scores >= config.decision_threshold, scores, 1 - scores),
+            "confidence": np.where(labels["prediction"] == 1, scores, 1 - scores),
             "score": scores,
             "risk_band": pa.array(labels["risk_band"], pa.string()),
             "rule": pa.array(labels["rule"], pa.string()),
@@ -229,7 +136,7 @@ def _rows(config, features, scores, versions, labels, day: dt.date, now: dt.date
             "actual": pa.nulls(n, pa.int32()),
             "actual_timestamp": pa.nulls(n, timestamp),
         },
-        schema=PREDICTIONS.schema,
+        schema=predictions_table(config).schema,
     )
 
 
@@ -257,22 +164,16 @@ def score_days(
     replace all those days in one commit. Returns per-day summaries and the totals."""
     model, version, challenger = _models(registry, config)
     now = dt.datetime.now(dt.UTC)
-    tables, per_day, pending = [], {}, []
-    for position, day in enumerate(days):
-        features = offline_features(store, config.feature_service, as_of(day))
-        if features.empty:
-            raise ScoringError(f"no active customers with features on {day}")
-        pending.append((day, features))
-        if position == len(days) - 1 or sum(len(f) for _, f in pending) >= CHUNK_ROWS:
-            tables += _score_chunk(config, (model, version, challenger), pending, now)
-            pending = []
+    tables, per_day = [], {}
+    for chunk in _day_chunks(store, config, days):
+        tables += _score_chunk(config, (model, version, challenger), chunk, now)
     for day, rows in zip(days, tables, strict=True):
         per_day[str(day)] = {
             "rows": rows.num_rows,
             "mean_score": float(np.mean(rows["score"].to_numpy())),
             "positive_rate": float(np.mean(rows["prediction"].to_numpy())),
         }
-    table = PREDICTIONS.open(catalog, config.name)
+    table = predictions_table(config).open(catalog, config.name)
     write_days(table, days, pa.concat_tables(tables))
     last = tables[-1]
     bands = pd.Series(last["risk_band"].to_numpy(zero_copy_only=False)).value_counts().to_dict()
@@ -287,6 +188,32 @@ def score_days(
         "table": PREDICTIONS.name(config.name),
         "snapshot_id": table.refresh().current_snapshot().snapshot_id,
     }
+
+
+def _day_chunks(store: FeatureStore, config: ModelConfig, days: list[dt.date]):
+    """The days' features, read a range at a time: as many days as fit in CHUNK_ROWS rows
+    (estimated from the first day), each (day, features)."""
+    size, position = 1, 0
+    while position < len(days):
+        group = days[position : position + size]
+        try:
+            frames = offline_features_by_day(
+                store, config.feature_service, [as_of(d) for d in group], config.entity
+            )
+        except OfflineFeatureError as err:
+            raise ScoringError(str(err)) from None
+        for day, features in zip(group, frames, strict=True):
+            if features.empty:
+                raise ScoringError(f"no {config.entity} with features on {day}")
+        chunk, rows = [], 0
+        for day, features in zip(group, frames, strict=True):
+            if chunk and rows + len(features) > CHUNK_ROWS:
+                break
+            chunk.append((day, features))
+            rows += len(features)
+        yield chunk
+        position += len(chunk)
+        size = max(1, CHUNK_ROWS // max(1, rows // len(chunk)))
 
 
 def _score_chunk(
@@ -328,40 +255,88 @@ def _models(registry: Registry, config: ModelConfig) -> tuple[Any, str, Any]:
 
 
 def fill_actuals(catalog: Catalog, warehouse: Warehouse, config: ModelConfig) -> dict[str, Any]:
-    """Fill `actual` for every scored day whose label window has passed in the warehouse: churned
-    (1) if the customer placed no order in the window after the prediction's as-of time. Days
-    still inside their window keep null actuals; the filled days are replaced in one commit."""
+    """Fill `actual` for every scored day whose label window has passed in the warehouse, as the
+    config's `actuals` say (a label table, or no event in the window). Days still inside their
+    window keep null actuals; the filled days are replaced in one commit."""
     from pyiceberg.expressions import In
 
+    spec = config.actuals
     window = pd.Timedelta(days=config.label_window_days)
-    table = PREDICTIONS.open(catalog, config.name)
+    schema = predictions_table(config).schema
+    table = predictions_table(config).open(catalog, config.name)
     pending = table.scan(
         row_filter="actual IS NULL", selected_fields=("prediction_date",)
     ).to_arrow()
     days = sorted(set(pending["prediction_date"].to_pylist()))
-    orders = warehouse.query("select customer_id, ordered_at from silver.fct_orders")
-    # Landed data runs to the end of the last order's day (the same horizon gold labels use).
-    data_end = orders["ordered_at"].max().normalize() + pd.Timedelta(days=1)
+    newest = warehouse.query(
+        f"select max({spec.events_timestamp}) as newest from {spec.events_table}"
+    )["newest"].iloc[0]
+    if pd.isna(newest):
+        return {"filled_days": {}, "data_end": None, "pending_days": len(days)}
+    # Landed data runs to the end of the newest event's day (the same horizon gold labels use).
+    data_end = pd.Timestamp(newest).tz_localize(None).normalize() + pd.Timedelta(days=1)
     due = [day for day in days if pd.Timestamp(day) + pd.Timedelta(days=1) + window <= data_end]
     filled: dict[str, int] = {}
+    unlabelled = 0
     if due:
         rows = table.scan(row_filter=In("prediction_date", due)).to_pandas()
+        first = pd.Timestamp(min(due)) + pd.Timedelta(days=1)
+        known = _actuals_source(warehouse, config, first - window, data_end)
         parts = []
         for day, group in rows.groupby("prediction_date"):
             start = pd.Timestamp(day) + pd.Timedelta(days=1)  # the as-of time
-            known_at = start + window
-            later = orders[(orders["ordered_at"] >= start) & (orders["ordered_at"] < known_at)]
-            active = set(later["customer_id"].unique().tolist())
-            group = group.copy()
-            group["actual"] = (~group["customer_id"].isin(active)).astype("int32")
-            group["actual_timestamp"] = known_at.tz_localize("UTC")
+            group = _with_actuals(config, group.copy(), known, start, start + window)
+            unlabelled += int(group["actual"].isna().sum())
             parts.append(group)
-            filled[str(day)] = len(group)
+            filled[str(day)] = int(group["actual"].notna().sum())
         frame = pd.concat(parts, ignore_index=True)
-        schema = PREDICTIONS.schema
+        frame["actual"] = frame["actual"].astype("Int32")
         write_days(table, due, pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
     return {
         "filled_days": filled,
         "data_end": str(data_end),
         "pending_days": len(days) - len(filled),
+        "unlabelled_rows": unlabelled,
     }
+
+
+def _actuals_source(
+    warehouse: Warehouse, config: ModelConfig, since: pd.Timestamp, until: pd.Timestamp
+) -> pd.DataFrame:
+    """What the due days' actuals are read from: the events (entity, time) of a `no_event`
+    model, or the label rows (entity, as-of time, label, available at) of a `label_table` one."""
+    spec, entity = config.actuals, config.entity
+    lo, hi = f"timestamp '{since:%Y-%m-%d %H:%M:%S}'", f"timestamp '{until:%Y-%m-%d %H:%M:%S}'"
+    if spec.kind == "no_event":
+        ts = spec.events_timestamp
+        return warehouse.query(
+            f"select {entity}, {ts} as at from {spec.events_table} "
+            f"where {ts} >= {lo} and {ts} < {hi}"
+        )
+    return warehouse.query(
+        f"select {entity}, event_timestamp as at, {config.label} as label, label_available_at "
+        f"from {config.label_table} where event_timestamp >= {lo} and event_timestamp < {hi}"
+    )
+
+
+def _with_actuals(
+    config: ModelConfig,
+    group: pd.DataFrame,
+    known: pd.DataFrame,
+    start: pd.Timestamp,
+    known_at: pd.Timestamp,
+) -> pd.DataFrame:
+    """One scored day's rows with `actual` and `actual_timestamp` (the as-of time + the window)."""
+    entity = config.entity
+    at = pd.to_datetime(known["at"]).dt.tz_localize(None) if len(known) else known["at"]
+    if config.actuals.kind == "no_event":
+        later = known[(at >= start) & (at < known_at)]
+        group["actual"] = (~group[entity].isin(set(later[entity].tolist()))).astype("int32")
+    else:
+        # The entity's newest label row at or before the prediction's as-of time.
+        rows = known[at < start].assign(at=at[at < start]).sort_values("at")
+        label = rows.drop_duplicates(entity, keep="last").set_index(entity)["label"]
+        group["actual"] = group[entity].map(label).astype("Int32")
+    group["actual_timestamp"] = known_at.tz_localize("UTC")
+    group.loc[group["actual"].isna(), "actual_timestamp"] = pd.NaT
+    return group

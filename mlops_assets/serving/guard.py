@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from mlops_assets.serving.envelopes import (
@@ -31,7 +32,8 @@ class RequestGuard:
     """ASGI middleware in front of KServe's routes. Per request it costs one body read, one orjson
     parse and a walk over the envelope (microseconds; the data arrays are left to the predictor):
 
-    - a body over `max_bytes`: 413, before anything parses it;
+    - a body over `max_bytes` (one limit, or one per model: a model's routes take its own, other
+      routes the largest): 413, before anything parses it;
     - on the inference routes (POST `/v1/models/<m>:predict|:explain`, `/v2/models/<m>/infer`):
       a content type other than JSON (or a CloudEvent): 415; a body that is not strict JSON
       (syntax, NaN/Infinity, invalid UTF-8, empty, nested too deep): 400 `invalid_json`; JSON
@@ -44,12 +46,20 @@ class RequestGuard:
     Every rejection is counted in `mlops_prediction_errors_total{model,reason}`.
     """
 
-    def __init__(self, app: Any, max_bytes: int, models: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        app: Any,
+        max_bytes: int | Mapping[str, int],
+        models: frozenset[str] = frozenset(),
+    ):
         from mlops_assets.serving.metrics import ERRORS
         from mlops_assets.serving.requests import REQUEST, RequestState
 
         self.app = app
-        self.max_bytes = max_bytes
+        if isinstance(max_bytes, Mapping):
+            self._limits, self.max_bytes = dict(max_bytes), max(max_bytes.values())
+        else:
+            self._limits, self.max_bytes = {}, max_bytes
         self.models = models
         self._errors, self._request, self._state = ERRORS, REQUEST, RequestState
 
@@ -103,6 +113,12 @@ class RequestGuard:
             self._request.reset(token)
         return None
 
+    def _limit(self, path: str) -> int:
+        if not self._limits:
+            return self.max_bytes
+        match = _MODEL_IN_PATH.match(path)
+        return self._limits.get(match["model"], self.max_bytes) if match else self.max_bytes
+
     async def _screen(
         self, scope: dict, receive: Any, path: str, method: str, infer: bool
     ) -> tuple[dict | None, Any]:
@@ -113,8 +129,9 @@ class RequestGuard:
         for key, value in headers:
             if key == b"content-length":
                 declared = value
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            raise self._too_large()
+        limit = self._limit(path)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise self._too_large(limit)
         repository = _REPOSITORY.fullmatch(path)
         if method == "POST" and repository and repository["model"] not in self.models:
             raise Rejection(
@@ -124,7 +141,7 @@ class RequestGuard:
             )
         if infer:
             _check_content_type(headers)
-            body = await self._read_body(receive)
+            body = await self._read_body(receive, limit)
             if body is None:
                 return None, receive
             payload = parse_json(body)
@@ -136,13 +153,13 @@ class RequestGuard:
             return scope, _replay(body, receive)
         # Chunked bodies have no length up front: read up to the limit before passing it on.
         if declared is None and method in ("POST", "PUT"):
-            body = await self._read_body(receive)
+            body = await self._read_body(receive, limit)
             if body is None:
                 return None, receive
             return scope, _replay(body, receive)
         return scope, receive
 
-    async def _read_body(self, receive: Any) -> bytes | None:
+    async def _read_body(self, receive: Any, limit: int) -> bytes | None:
         chunks: list[bytes] = []
         seen = 0
         while True:
@@ -151,18 +168,14 @@ class RequestGuard:
                 return None
             chunk = message.get("body", b"")
             seen += len(chunk)
-            if seen > self.max_bytes:
-                raise self._too_large()
+            if seen > limit:
+                raise self._too_large(limit)
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    def _too_large(self) -> Rejection:
-        return Rejection(
-            413,
-            "payload_too_large",
-            f"request body over the limit of {self.max_bytes} bytes",
-        )
+    def _too_large(self, limit: int) -> Rejection:
+        return Rejection(413, "payload_too_large", f"request body over the limit of {limit} bytes")
 
     async def _reject(self, send: Any, path: str, rejection: Rejection) -> None:
         self._errors.labels(self.model_label(path), rejection.reason).inc()

@@ -94,7 +94,15 @@ class Handlers:
         return self.reject(request, exc.status_code, reason, str(exc.detail), exc.headers)
 
     async def model_not_found(self, request: Any, exc: Any):
-        return self.reject(request, 404, "unknown_model", str(exc))
+        name = request.path_params.get("model_name")
+        if name in self.models:  # configured here, but no deployment of it is loaded
+            message = (
+                f"model {name!r} is not loaded on this server: it has no deployment yet, or its "
+                f"last one failed its readiness check (`mlops deploy {name}`)"
+            )
+            return self.reject(request, 404, "model_not_loaded", message)
+        served = f"; this server serves {sorted(self.models)}" if self.models else ""
+        return self.reject(request, 404, "unknown_model", f"{exc}{served}")
 
     async def store_unavailable(self, request: Any, exc: FeatureStoreUnavailable):
         """The online store is down or restarting: not the client's fault, nor a bug here."""

@@ -1,5 +1,7 @@
 """The inference log: every online prediction appended to an Iceberg table in small batches.
 
+Each row names the model config that answered (`model_name`) and the row's join keys
+(`entity_keys`, JSON; `customer_id` also has its own column, null for a model keyed without one).
 `requested_at` is the wall clock when the request arrived; `prediction_timestamp` is the moment the
 prediction is valid for (as of): the request's `request_ts` when the client gave one, else the
 arrival time. A table created before `prediction_timestamp` existed gains the column (a schema
@@ -22,6 +24,7 @@ import multiprocessing as mp
 import queue
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +75,13 @@ class InferenceLog:
         model: str,
         flush_rows: int,
         flush_seconds: float,
+        join_keys: Sequence[str] = ("customer_id",),
     ):
         """`catalog_properties`: the Iceberg catalog the writer process reopens; `spool`: where
-        a batch goes as Parquet when the catalog cannot take it."""
+        a batch goes as Parquet when the catalog cannot take it; `join_keys`: the columns of a
+        result that identify its rows."""
+        self._model = model
+        self._join_keys = list(join_keys)
         ctx = mp.get_context("spawn")
         self._queue: Any = ctx.Queue()
         self._process = ctx.Process(
@@ -110,24 +117,21 @@ class InferenceLog:
             for t in (valid_for or [None] * len(features))
         ]
         columns = [
-            result[k]
-            for k in (
-                "customer_id",
-                "score",
-                "prediction",
-                "risk_band",
-                "rule",
-                "model_version",
-                "arm",
-            )
+            result[k] for k in ("score", "prediction", "risk_band", "rule", "model_version", "arm")
         ]
-        for (customer, score, prediction, band, rule, version, arm), used, valid in zip(
-            zip(*columns, strict=True), features, as_of, strict=True
+        customers = result.get("customer_id") or [None] * len(features)
+        for (score, prediction, band, rule, version, arm), customer, keys, used, valid in zip(
+            zip(*columns, strict=True),
+            customers,
+            self._entity_keys(result),
+            features,
+            as_of,
+            strict=True,
         ):
             self._queue.put(
                 (
                     request_id,
-                    int(customer),
+                    None if customer is None else int(customer),
                     json.dumps({k: _json_value(v) for k, v in used.items()}),
                     float(score),
                     int(prediction),
@@ -138,8 +142,20 @@ class InferenceLog:
                     latency_ms,
                     micros,
                     valid,
+                    self._model,
+                    keys,
                 )
             )
+
+    def _entity_keys(self, result: dict[str, list[Any]]) -> list[str]:
+        """Per row, its join keys as a JSON object (integers: no escaping needed)."""
+        if len(self._join_keys) == 1:
+            key = self._join_keys[0]
+            return [f'{{"{key}": {int(v)}}}' for v in result[key]]
+        values = zip(*(result[k] for k in self._join_keys), strict=True)
+        return [
+            json.dumps(dict(zip(self._join_keys, map(int, row), strict=True))) for row in values
+        ]
 
     def close(self, timeout: float = 60.0) -> int | None:
         """Flush everything and stop the writer; returns its exit code."""
@@ -156,8 +172,10 @@ class InferenceLog:
 
 def rows_to_arrow(rows: list[tuple]) -> pa.Table:
     """Rows as `record` queues them: ten values, requested_at and prediction_timestamp as
-    microseconds since the epoch (a row without the last is valid as of its arrival)."""
-    rows = [r if len(r) == 12 else (*r, r[10]) for r in rows]
+    microseconds since the epoch, the model's name and the row's join keys (JSON). A row of 11
+    values is valid as of its arrival; one of 11 or 12 has no model name or keys (null)."""
+    rows = [r if len(r) >= 12 else (*r, r[10]) for r in rows]
+    rows = [r if len(r) == 14 else (*r, None, None) for r in rows]
     columns = list(zip(*rows, strict=True))
     stamp = pa.timestamp("us", tz="UTC")
     requested_at = pa.array(columns[10], pa.int64()).cast(stamp)
@@ -165,7 +183,8 @@ def rows_to_arrow(rows: list[tuple]) -> pa.Table:
     prediction_timestamp = pa.array(columns[11], pa.int64()).cast(stamp)
     return pa.table(
         [pa.array(c, f.type) for c, f in zip(columns[:10], INFERENCE_LOG.schema, strict=False)]
-        + [requested_at, days, prediction_timestamp],
+        + [requested_at, days, prediction_timestamp]
+        + [pa.array(columns[12], pa.string()), pa.array(columns[13], pa.string())],
         schema=INFERENCE_LOG.schema,
     )
 

@@ -12,10 +12,14 @@ from mlops_assets.model_config import LabelEngineConfig
 
 
 def apply_rules(
-    scores: np.ndarray, features: Mapping[str, Any], rules: LabelEngineConfig, threshold: float
+    scores: np.ndarray,
+    features: Mapping[str, Any],
+    rules: LabelEngineConfig,
+    threshold: float | np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Risk band and predicted label for each score; overrides can raise a band, never lower it.
-    `features` maps a column name to its values (a DataFrame, or a dict of lists online)."""
+    `features` maps a column name to its values (a DataFrame, or a dict of lists online);
+    `threshold` is one number or one per score (rows served by versions with their own)."""
     bands = rules.bands
     edges = np.array([b.min_score for b in bands])
     order = np.argsort(edges)

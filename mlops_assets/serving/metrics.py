@@ -9,10 +9,12 @@ REASONS = (
     "invalid_json",  # 400: the body is not JSON (syntax, NaN/Infinity, bad UTF-8, empty)
     "invalid_input",  # 400: JSON, but not a valid request (fields, types, shapes, ranges, limits)
     "unknown_customer",  # 400: a customer with no online features
+    "unknown_entity",  # 400: the same for a model whose entity is not the customer
     "request_before_features",  # 400: request_ts earlier than the customer's feature values
     "unsupported_media_type",  # 415: a content type other than application/json
     "payload_too_large",  # 413: a body over serving.max_body_bytes
     "unknown_model",  # 404: a model this server does not serve
+    "model_not_loaded",  # 404: a configured model with no deployment loaded on this server yet
     "unknown_route",  # 404/405: no such path, or a method the path does not take
     "feature_store_unavailable",  # 503: the online feature store cannot be reached (retry later)
     "internal_error",  # 500: a server fault (not the client's mistake), logged with a traceback

@@ -1,10 +1,11 @@
-"""The online predictor: a `kserve.Model` that looks up a customer's online features in Feast, scores
-them with the MLflow model, applies the label engine and answers in the Open Inference Protocol (V1
-and V2) with the version that served each row.
+"""The online predictor: a `kserve.Model` per model config that looks up a row's online features in
+Feast by the config's join keys (churn: the customer id), scores them with the MLflow model, applies
+the label engine and answers in the Open Inference Protocol (V1 and V2) with the version that served
+each row.
 
-A deployment can serve a champion and a challenger side by side: a configured share of customers
-(sticky: a hash of the customer id) goes to the challenger. Every prediction is handed to the
-inference log, which commits to Iceberg in the background.
+A deployment can serve a champion and a challenger side by side: a configured share of entities
+(sticky: a hash of the config's `entity` key) goes to the challenger. Every prediction is handed to
+the inference log, which commits to Iceberg in the background.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from mlops_assets.serving.compiled import CompiledModel
 from mlops_assets.serving.deployment import DeploymentSpec, challenger_share
 from mlops_assets.serving.label_engine import apply_rules
 from mlops_assets.serving.metrics import LATENCY, PREDICTIONS
-from mlops_assets.serving.requests import OUTPUTS, Rejected, accepted, parse_request
+from mlops_assets.serving.requests import OUTPUTS, Rejected, accepted, noun, parse_request
 from mlops_assets.training.registry import Registry
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class Arm:
     estimator: Any
     columns: list[str]
     compiled: CompiledModel | None = None
+    threshold: float = 0.5  # its decision threshold (training/thresholds.py: decision_threshold)
 
     def predict(self, rows: list[dict[str, Any]]) -> np.ndarray:
         if self.compiled is not None:
@@ -72,6 +74,7 @@ def load_arm(
     from mlflow.models import Model as MlflowModel
 
     from mlops_assets.training.registry import download_model, load_registered
+    from mlops_assets.training.thresholds import decision_threshold
 
     uri = f"models:/{config.registered_model}/{version}"
     try:
@@ -93,13 +96,28 @@ def load_arm(
         raise NotReady(f"{role} v{version} fails on its own input example: {err}") from None
     if not np.all(np.isfinite(scores)) or np.any((scores < 0) | (scores > 1)):
         raise NotReady(f"{role} v{version} returns scores outside [0, 1] on its input example")
-    arm = Arm(role, version, estimator, columns, CompiledModel.compile(estimator))
+    try:
+        threshold = decision_threshold(config, estimator)
+    except ValueError as err:
+        raise NotReady(f"{role} v{version}: {err}") from None
+    # Trees compile to numpy; any other estimator (e.g. a logistic regression) scores in sklearn.
+    arm = Arm(role, version, estimator, columns, CompiledModel.compile(estimator), threshold)
     if arm.compiled is not None:
         # The compiled scorer must agree with sklearn on the example before it may serve.
         rows = pd.DataFrame(example)[columns].to_dict(orient="records")
         if not np.allclose(arm.predict(rows), scores, rtol=1e-9, atol=1e-12):
-            arm = Arm(role, version, estimator, columns, None)
+            arm = Arm(role, version, estimator, columns, None, threshold)
     return arm
+
+
+def entity_features(reader: OnlineFeatureReader, entity: str) -> list[str]:
+    """The features of the service's views keyed by `entity` (fraud: the order's own views)."""
+    return [
+        name
+        for view, names in reader.views
+        if entity in {c.name for c in view.entity_columns}
+        for name in names
+    ]
 
 
 class Predictor(Model):
@@ -125,6 +143,13 @@ class Predictor(Model):
         self._rule_inputs = sorted(
             {c for o in config.label_engine.overrides for c in (*o.when, *o.min_values)}
         )
+        self._join_keys = list(config.join_keys)
+        self._unknown = "unknown_customer" if config.entity == "customer_id" else "unknown_entity"
+        # With several join keys a row is known by its entity's own views (fraud: the order's),
+        # whatever the other keys' views (the customer's) hold.
+        self._own_features = (
+            entity_features(reader, config.entity) if len(self._join_keys) > 1 else []
+        )
 
     def load(self) -> bool:
         served = self.reader.feature_names
@@ -143,7 +168,7 @@ class Predictor(Model):
 
     def get_input_types(self) -> list[dict]:
         return [
-            {"name": "customer_id", "datatype": "INT64", "shape": [-1]},
+            *({"name": key, "datatype": "INT64", "shape": [-1]} for key in self._join_keys),
             {"name": "request_ts", "datatype": "BYTES", "shape": [-1]},
         ]
 
@@ -153,11 +178,10 @@ class Predictor(Model):
     async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
         raise Rejected(f"{self.name} has no explainer; use /v1/models/{self.name}:predict")
 
-    # -- request parsing ---------------------------------------------------------------------
-
     # -- scoring -----------------------------------------------------------------------------
 
     def _route(self, ids: list[int]) -> list[Arm]:
+        """The arm per row, sticky per value of the config's `entity` key."""
         assert self.champion is not None
         if self.challenger is None:
             return [self.champion] * len(ids)
@@ -168,24 +192,25 @@ class Predictor(Model):
         ]
 
     def score(
-        self, ids: list[int], times: list[dt.datetime | None], request_id: str
+        self, keys: dict[str, list[int]], times: list[dt.datetime | None], request_id: str
     ) -> dict[str, list[Any]]:
-        """Columns customer_id, score, prediction, risk_band, rule, model_version, arm."""
+        """Columns: the join keys (churn: customer_id), score, prediction, risk_band, rule,
+        model_version, arm."""
         started = time.perf_counter()
         now = dt.datetime.now(dt.UTC)
-        rows = self._features(ids, times, now)
+        ids = keys[self.config.entity]
+        rows = self._features(keys, times, now)
         arms = self._route(ids)
         scores = np.empty(len(ids))
         for arm in {a.role: a for a in arms}.values():
             picked = [i for i, a in enumerate(arms) if a is arm]
             scores[picked] = arm.predict([rows[i] for i in picked])
         columns = {name: [row.get(name) for row in rows] for name in self._rule_inputs}
-        labels = apply_rules(
-            scores, columns, self.config.label_engine, self.config.decision_threshold
-        )
+        thresholds = np.array([a.threshold for a in arms])  # each arm cuts at its own
+        labels = apply_rules(scores, columns, self.config.label_engine, thresholds)
         versions = [a.version for a in arms]
         result = {
-            "customer_id": ids,
+            **keys,
             "score": scores.tolist(),
             "prediction": labels["prediction"].tolist(),
             "risk_band": labels["risk_band"].tolist(),
@@ -202,27 +227,39 @@ class Predictor(Model):
         return result
 
     def _features(
-        self, ids: list[int], times: list[dt.datetime | None], now: dt.datetime
+        self, keys: dict[str, list[int]], times: list[dt.datetime | None], now: dt.datetime
     ) -> list[dict[str, Any]]:
+        # A row's entity: its key (one join key, the fast path) or its keys in join_keys order.
+        if len(keys) == 1:
+            entities: list[Any] = next(iter(keys.values()))
+        else:
+            entities = list(zip(*(keys[k] for k in self._join_keys), strict=True))
+        rows: list[dict[str, Any]] = [{} for _ in entities]
+        as_of: list[dt.datetime | None] = [None] * len(entities)
         # One lookup per distinct request time (usually one: "now").
-        rows: list[dict[str, Any]] = [{} for _ in ids]
-        as_of: list[dt.datetime | None] = [None] * len(ids)
         for when in dict.fromkeys(t or now for t in times):
             picked = [i for i, t in enumerate(times) if (t or now) == when]
-            found, stamps = self.reader.read_with_timestamps([ids[i] for i in picked], when)
+            found, stamps = self.reader.read_with_timestamps([entities[i] for i in picked], when)
             for i, row, stamp in zip(picked, found, stamps, strict=True):
                 rows[i] = row
                 as_of[i] = stamp
-        unknown = [c for c, stamp in zip(ids, as_of, strict=True) if stamp is None]
+        what = noun(self.config.entity)
+        own = self._own_features
+        unknown = [
+            e
+            for e, stamp, row in zip(entities, as_of, rows, strict=True)
+            if stamp is None or (own and all(row.get(n) is None for n in own))
+        ]
         if unknown:
             raise Rejected(
-                f"unknown customer(s) with no online features: {unknown[:20]}", "unknown_customer"
+                f"unknown {what}(s) with no online features: {unknown[:20]}", self._unknown
             )
         # A prediction as of request_ts must not use feature values from after it.
+        ids = keys[self.config.entity]
         for c, t, stamp in zip(ids, times, as_of, strict=True):
             if t is not None and stamp is not None and t < stamp:
                 raise Rejected(
-                    f"request_ts {t.isoformat()} for customer {c} is before its online features "
+                    f"request_ts {t.isoformat()} for {what} {c} is before its online features "
                     f"(event timestamp {stamp.isoformat()}): they would come from the future of "
                     "the request; send a later request_ts or none",
                     "request_before_features",
@@ -232,14 +269,14 @@ class Predictor(Model):
     async def predict(
         self, payload: dict | InferRequest, headers: dict[str, str] | None = None
     ) -> dict | InferResponse:
-        ids, times = parse_request(payload, self.config.serving.max_instances)
+        keys, times = parse_request(payload, self.config.serving.max_instances, self._join_keys)
         accepted()  # from here on, an exception is the server's fault, not the client's
         request_id = (headers or {}).get("x-request-id") or (
             payload.id if isinstance(payload, InferRequest) and payload.id else uuid.uuid4().hex
         )
-        result = self.score(ids, times, request_id)
+        result = self.score(keys, times, request_id)
         if isinstance(payload, InferRequest):
-            n = len(ids)
+            n = len(times)
             wanted = {o.name for o in payload.request_outputs or []}
             return InferResponse(
                 response_id=request_id,

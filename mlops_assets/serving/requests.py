@@ -1,12 +1,17 @@
-"""Parsing a prediction request (V1 `instances`, V2 `inputs`) into customer ids and request times,
-with a `Rejected` (HTTP 400 and a reason for /metrics) for every mistake a client can make: ids
+"""Parsing a prediction request (V1 `instances`, V2 `inputs`) into entity keys and request times,
+with a `Rejected` (HTTP 400 and a reason for /metrics) for every mistake a client can make: keys
 out of range or of the wrong type, timestamps that are not ISO 8601 or not representable, unknown
-or missing fields, mismatched shapes, too many customers."""
+or missing fields, mismatched shapes, too many rows.
+
+The keys are the model config's `join_keys` (churn: `customer_id`; a model keyed by an order and
+its customer: `order_id` and `customer_id`), each an integer per instance (V1) or one INT64 tensor
+per key (V2); every message names the key."""
 
 from __future__ import annotations
 
 import contextvars
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +24,8 @@ MAX_INT32 = 2**31 - 1
 # request_ts bounds: what pandas (the on-demand feature) and the inference log can represent.
 MIN_REQUEST_TS = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MAX_REQUEST_TS = dt.datetime(2262, 4, 11, tzinfo=dt.UTC)
-INPUT_NAMES = ("customer_id", "request_ts")
+REQUEST_TS = "request_ts"
+CHURN_KEYS = ("customer_id",)
 OUTPUTS = (
     ("score", "FP64"),
     ("prediction", "INT32"),
@@ -59,16 +65,23 @@ def accepted() -> None:
         state.accepted = True
 
 
+def noun(key: str) -> str:
+    """What a key names, for messages: customer_id -> "customer"."""
+    return key.removesuffix("_id").replace("_", " ")
+
+
 def parse_request(
-    payload: dict | InferRequest, max_instances: int
-) -> tuple[list[int], list[dt.datetime | None]]:
-    """The customer ids and request times of a V1 body or a V2 request; a mistake is Rejected."""
+    payload: dict | InferRequest, max_instances: int, join_keys: Sequence[str] = CHURN_KEYS
+) -> tuple[dict[str, list[int]], list[dt.datetime | None]]:
+    """The entity keys (per join key, one integer per row) and request times of a V1 body or a
+    V2 request; a mistake is Rejected."""
     if isinstance(payload, InferRequest):
-        return _parse_v2(payload, max_instances)
+        return _parse_v2(payload, max_instances, join_keys)
     if not isinstance(payload, dict):
         raise Rejected("the body must be a JSON object with 'instances' (V1) or 'inputs' (V2)")
     if "instances" not in payload:
-        raise Rejected("missing field 'instances': expected [{\"customer_id\": <int>}, ...]")
+        example = ", ".join(f'"{k}": <int>' for k in join_keys)
+        raise Rejected(f"missing field 'instances': expected [{{{example}}}, ...]")
     unknown = sorted(str(k) for k in payload if k != "instances")
     if unknown:
         raise Rejected(f"unknown fields {short(unknown)}; a V1 body has only 'instances'")
@@ -76,35 +89,39 @@ def parse_request(
     if not isinstance(instances, list):
         raise Rejected(f"'instances' must be a list, got {kind_of(instances)}")
     _check_count(len(instances), max_instances)
-    ids, times = [], []
+    allowed = {*join_keys, REQUEST_TS}
+    keys: dict[str, list[int]] = {k: [] for k in join_keys}
+    times = []
     for i, instance in enumerate(instances):
         if not isinstance(instance, dict):
+            example = ", ".join(f'"{k}": 42' for k in join_keys)
             raise Rejected(
-                f'instances[{i}] must be an object like {{"customer_id": 42}}, '
-                f"got {kind_of(instance)}"
+                f"instances[{i}] must be an object like {{{example}}}, got {kind_of(instance)}"
             )
-        unknown = sorted(str(k) for k in instance if k not in INPUT_NAMES)
+        unknown = sorted(str(k) for k in instance if k not in allowed)
         if unknown:
             raise Rejected(f"instances[{i}] has unknown fields {short(unknown)}")
-        if "customer_id" not in instance:
-            raise Rejected(f"instances[{i}] is missing 'customer_id'")
-        ids.append(_customer_id(instance["customer_id"], f"instances[{i}].customer_id"))
-        times.append(_timestamp(instance.get("request_ts"), f"instances[{i}].request_ts"))
-    return ids, times
+        for key, values in keys.items():
+            if key not in instance:
+                raise Rejected(f"instances[{i}] is missing {key!r}")
+            values.append(_key_value(instance[key], f"instances[{i}].{key}", key))
+        times.append(_timestamp(instance.get(REQUEST_TS), f"instances[{i}].request_ts"))
+    return keys, times
 
 
 def _parse_v2(
-    request: InferRequest, max_instances: int
-) -> tuple[list[int], list[dt.datetime | None]]:
+    request: InferRequest, max_instances: int, join_keys: Sequence[str]
+) -> tuple[dict[str, list[int]], list[dt.datetime | None]]:
     by_name: dict[str, Any] = {}
     for tensor in request.inputs:
         if tensor.name in by_name:
             raise Rejected(f"input {tensor.name!r} is given twice")
         by_name[tensor.name] = tensor
-    unknown = sorted(set(by_name) - set(INPUT_NAMES))
+    unknown = sorted(set(by_name) - {*join_keys, REQUEST_TS})
     if unknown:
+        expected = " and ".join(repr(k) for k in join_keys)
         raise Rejected(
-            f"unknown inputs {short(unknown)}; expected 'customer_id' (INT64) and optionally "
+            f"unknown inputs {short(unknown)}; expected {expected} (INT64) and optionally "
             "'request_ts' (BYTES)"
         )
     known = {name for name, _ in OUTPUTS}
@@ -113,37 +130,46 @@ def _parse_v2(
             raise Rejected(
                 f"unknown output {short(output.name)}; this model answers {sorted(known)}"
             )
-    tensor = by_name.get("customer_id")
-    if tensor is None:
-        raise Rejected("missing input 'customer_id' (INT64, shape [n])")
-    if tensor.datatype not in ("INT64", "INT32"):
-        raise Rejected(f"input 'customer_id' must be INT64, got {short(tensor.datatype)}")
-    data = _tensor_data(tensor, "customer_id")
-    _check_count(len(data), max_instances)
-    top = MAX_CUSTOMER_ID if tensor.datatype == "INT64" else MAX_INT32
-    ids = [_customer_id(v, f"customer_id[{i}]", top) for i, v in enumerate(data)]
-    times: list[dt.datetime | None] = [None] * len(ids)
-    if "request_ts" in by_name:
-        raw = by_name["request_ts"]
+    keys: dict[str, list[int]] = {}
+    for key in join_keys:
+        tensor = by_name.get(key)
+        if tensor is None:
+            raise Rejected(f"missing input {key!r} (INT64, shape [n])")
+        if tensor.datatype not in ("INT64", "INT32"):
+            raise Rejected(f"input {key!r} must be INT64, got {short(tensor.datatype)}")
+        data = _tensor_data(tensor, key)
+        _check_count(len(data), max_instances)
+        first = next(iter(keys.values()), None)
+        if first is not None and len(first) != len(data):
+            raise Rejected(
+                f"input {key!r} has {len(data)} values for {len(first)} rows of "
+                f"{join_keys[0]!r}; give one {key} per row"
+            )
+        top = MAX_CUSTOMER_ID if tensor.datatype == "INT64" else MAX_INT32
+        keys[key] = [_key_value(v, f"{key}[{i}]", key, top) for i, v in enumerate(data)]
+    n = len(keys[join_keys[0]])
+    times: list[dt.datetime | None] = [None] * n
+    if REQUEST_TS in by_name:
+        raw = by_name[REQUEST_TS]
         if raw.datatype != "BYTES":
             raise Rejected(
                 f"input 'request_ts' must be BYTES (ISO 8601 strings), got {short(raw.datatype)}"
             )
-        stamps = _tensor_data(raw, "request_ts")
-        if len(stamps) != len(ids):
+        stamps = _tensor_data(raw, REQUEST_TS)
+        if len(stamps) != n:
+            what = noun(join_keys[0])
             raise Rejected(
-                f"input 'request_ts' has {len(stamps)} values for {len(ids)} customers; "
-                "give one per customer"
+                f"input 'request_ts' has {len(stamps)} values for {n} {what}s; give one per {what}"
             )
         times = [_timestamp(v, f"request_ts[{i}]") for i, v in enumerate(stamps)]
-    return ids, times
+    return keys, times
 
 
 def _check_count(n: int, max_instances: int) -> None:
     if n == 0:
-        raise Rejected("empty batch: name at least one customer")
+        raise Rejected("empty batch: send at least one row")
     if n > max_instances:
-        raise Rejected(f"{n} customers in one request; the limit is {max_instances}")
+        raise Rejected(f"{n} rows in one request; the limit is {max_instances}")
 
 
 def short(value: Any, limit: int = 80) -> str:
@@ -174,16 +200,17 @@ def _tensor_data(tensor: Any, name: str) -> list:
     return data
 
 
-def _customer_id(value: Any, where: str, top: int = MAX_CUSTOMER_ID) -> int:
+def _key_value(value: Any, where: str, key: str, top: int = MAX_CUSTOMER_ID) -> int:
     # bool is an int in Python; a float like 3.0 is a datatype mistake for an id.
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer() and not 0 <= value <= top:
             # orjson reads integers beyond 64 bits as floats
-            raise Rejected(f"{where} is out of range: customer ids are integers in [0, {top}]")
-        raise Rejected(f"{where} must be an integer customer id, got {kind_of(value)}")
+            raise Rejected(f"{where} is out of range: {noun(key)} ids are integers in [0, {top}]")
+        raise Rejected(f"{where} must be an integer {noun(key)} id, got {kind_of(value)}")
     if not 0 <= value <= top:
         raise Rejected(
-            f"{where} is out of range: customer ids are integers in [0, {top}], got {short(value)}"
+            f"{where} is out of range: {noun(key)} ids are integers in [0, {top}], "
+            f"got {short(value)}"
         )
     return value
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
-    from mlops_assets.model_config import ModelConfig
+    from mlops_assets.model_config import ModelConfig, Thresholds
 
 
 class TrainingError(ValueError):
@@ -37,27 +37,53 @@ def categorical_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def build_estimator(config: ModelConfig, frame: pd.DataFrame, kind: str = "model") -> Pipeline:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.impute import SimpleImputer
+    """The config's algorithm with its params (kind `model`), or the logistic baseline every
+    model is compared with (kind `baseline`), as an unfitted pipeline over `frame`'s columns."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
     categorical = categorical_columns(frame)
     numeric = [c for c in frame.columns if c not in categorical]
     if kind == "baseline":
-        pre = ColumnTransformer(
-            [
-                (
-                    "num",
-                    Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]),
-                    numeric,
-                ),
-                ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
-            ]
-        )
+        pre = _scaled_one_hot(numeric, categorical)
         return Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))])
+    params = config.params
+    if config.algorithm == "logistic_regression":
+        clf = LogisticRegression(
+            C=params.C, class_weight=params.class_weight, max_iter=params.max_iter
+        )
+        return Pipeline([("pre", _scaled_one_hot(numeric, categorical)), ("clf", clf)])
+    return _hist_gradient_boosting(params, numeric, categorical)
+
+
+def _scaled_one_hot(numeric: list[str], categorical: list[str]) -> Any:
+    """Mean-imputed, standardized numeric columns and one-hot categoricals (unknown categories:
+    all zeros): what a linear model needs."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    return ColumnTransformer(
+        [
+            (
+                "num",
+                Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]),
+                numeric,
+            ),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
+        ]
+    )
+
+
+def _hist_gradient_boosting(params: Any, numeric: list[str], categorical: list[str]) -> Pipeline:
+    """Numeric columns as they are, categoricals ordinal-encoded for native categorical splits
+    (the shape mlops_assets/serving/compiled.py compiles)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
     pre = ColumnTransformer(
         [
             ("num", "passthrough", numeric),
@@ -71,7 +97,6 @@ def build_estimator(config: ModelConfig, frame: pd.DataFrame, kind: str = "model
         ],
         verbose_feature_names_out=False,
     )
-    params = config.params
     clf = HistGradientBoostingClassifier(
         learning_rate=params.learning_rate,
         max_iter=params.max_iter,
@@ -94,6 +119,18 @@ class Baseline:
     refit: Pipeline
 
 
+@dataclass
+class Search:
+    """What the pipeline's training step gets from the search: the config with the winning
+    params, every candidate's trial, the winner's validation scores (from its train-only fit:
+    where `decision_threshold: auto` is chosen) and the baseline."""
+
+    tuned: ModelConfig
+    trials: list[dict]
+    validation_scores: np.ndarray
+    baseline: Baseline
+
+
 def tune(
     config: ModelConfig, train: pd.DataFrame, validation: pd.DataFrame, features: list[str]
 ) -> tuple[ModelConfig, list[dict]]:
@@ -102,18 +139,31 @@ def tune(
     validation split (the time-based one, not a random slice of train) and the winner is refit
     for the number of rounds it chose there. Candidates are fitted side by side in forked worker
     processes (`tuning.workers`); the result is the same as one after the other."""
-    tuned, trials, _ = _search(config, train, validation, features, baseline=False)
+    tuned, trials, _, _ = _search(config, train, validation, features, baseline=False)
     return tuned, trials
 
 
 def tune_with_baseline(
     config: ModelConfig, train: pd.DataFrame, validation: pd.DataFrame, features: list[str]
-) -> tuple[ModelConfig, list[dict], Baseline]:
+) -> Search:
     """`tune`, and the baseline's two fits as two more tasks of the same workers: they fill the
     time the last candidates leave a worker idle instead of running after the search."""
-    tuned, trials, baseline = _search(config, train, validation, features, baseline=True)
+    tuned, trials, scores, baseline = _search(config, train, validation, features, baseline=True)
     assert baseline is not None
-    return tuned, trials, baseline
+    return Search(tuned, trials, scores, baseline)
+
+
+def refit_on_train_and_validation(
+    search: Search, train: pd.DataFrame, validation: pd.DataFrame, features: list[str]
+) -> dict[str, Pipeline]:
+    """The search's winner refit on train + validation, beside the baseline's refit (already made
+    by the search's workers): the two estimators the pipeline saves, evaluates and registers."""
+    import pandas as pd
+
+    full = pd.concat([train, validation])
+    X = feature_frame(full, features)
+    model = build_estimator(search.tuned, X, "model").fit(X, full[search.tuned.label])
+    return {"model": model, "baseline": search.baseline.refit}
 
 
 def _search(config, train, validation, features, baseline: bool):
@@ -151,9 +201,11 @@ def _search(config, train, validation, features, baseline: bool):
     else:
         results = [_job(inputs, job) for job in jobs]
     trials = results[: len(candidates)]
-    best = max(trials, key=lambda t: t["validation_roc_auc"])
-    tuned = config.model_copy(update={"params": type(config.params)(**best["params"])})
-    return tuned, trials, Baseline(*results[len(candidates) :]) if baseline else None
+    scores = [t.pop("validation_scores", None) for t in trials]  # not part of the record
+    best = max(range(len(trials)), key=lambda i: trials[i]["validation_roc_auc"])
+    tuned = config.model_copy(update={"params": type(config.params)(**trials[best]["params"])})
+    base = Baseline(*results[len(candidates) :]) if baseline else None
+    return tuned, trials, scores[best], base
 
 
 _FORKED_INPUTS: tuple | None = None  # what tune's forked workers inherit
@@ -211,11 +263,11 @@ def _trial(
     y_val: pd.Series,
     params: Any,
 ) -> dict:
-    """One candidate's fit on train and its validation ROC AUC."""
+    """One candidate's fit on train: its params, validation ROC AUC and validation scores."""
     from sklearn.metrics import roc_auc_score
 
     model = build_estimator(config.model_copy(update={"params": params}), X_train)
-    if params.early_stopping:
+    if getattr(params, "early_stopping", False):  # the boosting's rounds, chosen on validation
         prepare, classifier = model[:-1], model[-1]
         prepare.fit(X_train, y_train)
         classifier.fit(
@@ -226,8 +278,9 @@ def _trial(
         )
     else:
         model.fit(X_train, y_train)
-    auc = float(roc_auc_score(y_val, model.predict_proba(X_val)[:, 1]))
-    return {"params": params.model_dump(), "validation_roc_auc": auc}
+    scores = model.predict_proba(X_val)[:, 1]
+    auc = float(roc_auc_score(y_val, scores))
+    return {"params": params.model_dump(), "validation_roc_auc": auc, "validation_scores": scores}
 
 
 def _usable_cpus() -> int:
@@ -244,7 +297,11 @@ def check_labels(y: pd.Series, split: str) -> None:
         )
 
 
-def evaluate(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+def evaluate(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float, limits: Thresholds | None = None
+) -> dict[str, float]:
+    """The split's metrics at `threshold`; with the config's `limits`, also the imbalanced-data
+    ones (mlops_assets/training/thresholds.py: expected cost, recall at precision, threshold)."""
     from sklearn.metrics import (
         average_precision_score,
         brier_score_loss,
@@ -254,8 +311,11 @@ def evaluate(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[s
         roc_auc_score,
     )
 
+    from mlops_assets.training.thresholds import imbalance_metrics
+
     predicted = (scores >= threshold).astype(int)
-    return {
+    extra = imbalance_metrics(y_true, scores, threshold, limits) if limits is not None else {}
+    return extra | {
         "roc_auc": float(roc_auc_score(y_true, scores)),
         "pr_auc": float(average_precision_score(y_true, scores)),
         "f1": float(f1_score(y_true, predicted, zero_division=0)),

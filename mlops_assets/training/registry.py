@@ -136,6 +136,10 @@ def log_and_register(
     import mlflow
     from mlflow.models import infer_signature
 
+    from mlops_assets.training.thresholds import decision_threshold
+
+    threshold = decision_threshold(config, estimator)  # `auto`: the one chosen when trained
+    threshold_fixed = config.decision_threshold != "auto"
     mlflow_client = client(registry)
     exp = experiment_id(mlflow_client, config.name, registry)
     tags = {k: str(v) for k, v in lineage.items() if v is not None}
@@ -146,7 +150,8 @@ def log_and_register(
             {
                 "algorithm": config.algorithm,
                 "feature_service": config.feature_service,
-                "decision_threshold": config.decision_threshold,
+                "decision_threshold": threshold,
+                "decision_threshold_mode": "fixed" if threshold_fixed else "auto",
                 **{f"param_{k}": v for k, v in config.params.model_dump().items()},
             }
         )
@@ -169,7 +174,7 @@ def log_and_register(
             registered_model_name=config.registered_model,
         )
     version = str(info.registered_model_version)
-    for key, value in tags.items():
+    for key, value in {**tags, "decision_threshold": str(threshold)}.items():
         mlflow_client.set_model_version_tag(config.registered_model, version, key, value)
     return run.info.run_id, version
 

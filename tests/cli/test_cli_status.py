@@ -23,16 +23,16 @@ def _mlops(tmp_path, *args: str) -> subprocess.CompletedProcess:
 def test_status_on_a_fresh_folder_says_nothing_is_deployed(tmp_path):
     proc = _mlops(tmp_path, "status")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "churn: none" in proc.stdout
+    assert "churn: none" in proc.stdout and "fraud: none" in proc.stdout
     assert "nothing deployed; no local server running" in proc.stdout
     assert "no monitoring results yet" in proc.stdout
     assert "Traceback" not in proc.stderr
 
 
 def test_unknown_model_is_a_clear_error(tmp_path):
-    proc = _mlops(tmp_path, "status", "fraud")
+    proc = _mlops(tmp_path, "status", "pricing")
     assert proc.returncode == 1
-    assert "unknown model 'fraud'" in proc.stderr
+    assert "unknown model 'pricing'" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -30,7 +30,13 @@ DAYS = 60
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 MIDDLE = dt.datetime(2025, 2, 1, tzinfo=dt.UTC)
 END = START + dt.timedelta(days=DAYS)  # 2025-03-02: every landed day
-VIEWS = {"customer_orders", "customer_profile", "customer_support"}
+VIEWS = {
+    "customer_orders",
+    "customer_profile",
+    "customer_support",
+    "order_details",
+    "order_velocity",
+}
 
 
 def feast(config: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess:

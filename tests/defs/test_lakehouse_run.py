@@ -89,6 +89,34 @@ def test_clean_history_reaches_gold(built):
     assert (settings.gold_dir / "customer_features.parquet").exists()
 
 
+def test_order_features_see_only_the_past_and_fraud_labels_wait_for_their_window(built):
+    settings, _, _ = built
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    orders = con.sql("select count(*) from silver.fct_orders").fetchone()[0]
+    features = con.sql("select count(*) from gold.order_features").fetchone()[0]
+    # Point-in-time: recount each order's earlier orders from silver; none is at or after it.
+    wrong = con.sql(
+        """
+        select count(*) from gold.order_features f
+        where f.customer_orders_prev_24h != (
+            select count(*) from silver.fct_orders o
+            where o.customer_id = f.customer_id
+              and o.ordered_at < f.event_timestamp
+              and o.ordered_at >= f.event_timestamp - interval 24 hour
+        )
+        """
+    ).fetchone()[0]
+    labels = con.sql(
+        "select count(*), sum(is_fraud), max(label_available_at) from gold.fraud_labels"
+    ).fetchone()
+    con.close()
+    assert features == orders and wrong == 0
+    # 75 days and a 60-day window: only the first ~2 weeks of orders have labels yet.
+    assert 0 < labels[0] < orders / 3 and labels[1] > 0
+    assert labels[2] <= dt.datetime.combine(LAST + dt.timedelta(days=1), dt.time())
+    assert (settings.gold_dir / "order_features.parquet").exists()
+
+
 def test_duplicate_orders_fail_the_named_check_and_do_not_reach_gold(built):
     settings, instance, _ = built
     gold = settings.gold_dir / "customer_features.parquet"

@@ -58,10 +58,18 @@ def scheduled(tmp_path_factory):
     """A small drifting world: history landed and built as one range run, then the weekly
     retraining schedule's tick trains and deploys the first model."""
     from mlops_assets.definitions import load
+    from mlops_assets.model_config import CONFIG_DIR, CONFIG_DIR_ENV, model_configs
 
     root = tmp_path_factory.mktemp("scheduled")
+    # Churn alone: this world is too small for fraud's labels (60-day chargebacks of two
+    # months' orders), and the schedules' mechanics are the subject here, not several models.
+    configs = root / "model_configs"
+    configs.mkdir()
+    (configs / "churn.yaml").write_text((CONFIG_DIR / "churn.yaml").read_text())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOPS_SERVING_PORT", str(free_port()))
+        mp.setenv(CONFIG_DIR_ENV, str(configs))
+        model_configs.cache_clear()
         with scratch_settings(root / "data", WORLD) as settings:
             defs = load()  # this data folder's code location (its resources name the folder)
             instance = dg.DagsterInstance.ephemeral()
@@ -78,6 +86,7 @@ def scheduled(tmp_path_factory):
                 yield settings, defs, instance
             finally:
                 defs.resources["deployer"].stop("churn")
+    model_configs.cache_clear()
 
 
 def test_the_weekly_retraining_schedule_tick_trains_and_deploys(scheduled):

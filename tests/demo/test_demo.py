@@ -82,6 +82,34 @@ def test_a_world_without_drift_ends_quietly_with_the_champion_kept(tmp_path):
     assert _port_free(port)
 
 
+def test_drift_in_fraud_s_world_retrains_fraud_and_leaves_churn_alone(tmp_path):
+    """Models are isolated: a new fraud pattern (and no customer drift) degrades fraud's
+    monitors and launches fraud's retraining; churn's sensor stays quiet and its champion, its
+    only version, keeps serving."""
+    port = free_port()
+    env = _env(tmp_path, port)
+    proc = subprocess.run(
+        [MLOPS, "demo", "--no-drift", "--days", "300", "--fraud-drift-day", "160"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    timeline = proc.stdout[proc.stdout.index("timeline (") :]
+    assert "a new fraud pattern from 2025-06-10" in timeline
+    assert " fraud retraining_launched" in timeline and " churn retraining_launched" not in timeline
+    assert " churn no_degradation" in timeline and " fraud no_degradation" not in timeline
+    status = subprocess.run(
+        [MLOPS, "status", "churn"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+    )
+    assert status.returncode == 0, status.stderr[-2000:]
+    assert "[registry] churn: champion=v1\n" in status.stdout, status.stdout
+    assert _nothing_left_behind(tmp_path)
+
+
 @pytest.mark.parametrize(
     "stage",
     [

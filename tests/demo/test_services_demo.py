@@ -21,18 +21,23 @@ from tests.conftest import POSTGRES_HOST, POSTGRES_PORT, REDIS_HOST, REDIS_PORT,
 
 pytestmark = pytest.mark.slow
 MLOPS = str(Path(sys.executable).parent / "mlops")
-# The timeline of the default world's demo (drift, retraining, a canary that wins).
+# The timeline of the default world's demo, (model, event): churn's world drifts (retraining, a
+# canary that wins), fraud's does not (its sensor stays quiet).
 STORY = [
-    "drift_switched_on",
-    "lakehouse_built",
-    "trained_and_deployed",
-    "scored",
-    "monitored",
-    "retraining_launched",
-    "canary_started",
-    "canary_traffic",
-    "canary_promote",
-    "serving",
+    ("", "drift_switched_on"),
+    ("", "lakehouse_built"),
+    ("churn", "trained_and_deployed"),
+    ("fraud", "trained_and_deployed"),
+    ("churn", "scored"),
+    ("fraud", "scored"),
+    ("churn", "monitored"),
+    ("fraud", "monitored"),
+    ("fraud", "no_degradation"),
+    ("churn", "retraining_launched"),
+    ("churn", "canary_started"),
+    ("churn", "canary_traffic"),
+    ("churn", "canary_promote"),
+    ("churn", "serving"),
 ]
 
 
@@ -115,7 +120,8 @@ def _each_part_lives_on_its_service(settings: Settings) -> None:
             assert table.scan().to_arrow().num_rows > 0, name
         # The same story as the embedded profile's demo, in the same order.
         timeline = catalog.load_table("monitoring.timeline").scan().to_pandas()
-        assert list(timeline.sort_values("occurred_at", kind="stable")["event"]) == STORY
+        ordered = timeline.sort_values("occurred_at", kind="stable")
+        assert list(zip(ordered["model"], ordered["event"], strict=True)) == STORY
         # Analysts' SQL: DuckDB over the REST catalog's tables, in Trino's dialect.
         events = res.warehouse.analyst_sql(
             "select count(*) as n from iceberg.monitoring.timeline where event like 'canary%'"

@@ -100,8 +100,12 @@ def test_redis_online_store_serves_what_was_materialized(redis_address, settings
     apply_feature_repo(store)
     try:
         start = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
-        store.materialize(start, start + dt.timedelta(days=14))
-        store.materialize(start, start + dt.timedelta(days=7))  # older window replayed
+        # The customer views (churn_v1's), over the synthetic customer table written above.
+        views = ["customer_profile", "customer_orders", "customer_support"]
+        store.materialize(start, start + dt.timedelta(days=14), feature_views=views)
+        store.materialize(
+            start, start + dt.timedelta(days=7), feature_views=views
+        )  # older, replayed
         reader = OnlineFeatureReader(store, "churn_v1")
         now = (T0 + pd.Timedelta(days=8)).to_pydatetime().replace(tzinfo=dt.UTC)
         rows = reader.read(list(range(1, 51)), now)

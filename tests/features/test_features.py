@@ -178,7 +178,13 @@ def test_bulk_materialization_writes_exactly_what_feast_writes(shop):
     apply_feature_repo(store)
     before = recorded_intervals(store)
     written = bulk_materialize(store, START, END)
-    assert set(written) == {"customer_profile", "customer_orders", "customer_support"}
+    assert set(written) == {
+        "customer_profile",
+        "customer_orders",
+        "customer_support",
+        "order_details",
+        "order_velocity",
+    }
     assert online_rows(settings) == through_feast
     bulk_recorded = {v: i[len(before[v]) :] for v, i in recorded_intervals(store).items()}
     assert bulk_recorded == feast_recorded

@@ -53,6 +53,31 @@ def _risk_bands(d):
     )
 
 
+def _fraud_weekly(d):
+    """Flags and their precision among closed windows, per week of orders (pandas)."""
+    f = d["fraud"].assign(week=lambda x: week_start(x["prediction_date"]))
+    rows = []
+    for week, g in f.groupby("week"):
+        flagged = g["prediction"] == 1
+        labelled = g["actual"].notna()
+        closed = int((flagged & labelled).sum())
+        hits = int((flagged & (g["actual"] == 1)).sum())
+        rows.append(
+            (
+                week,
+                len(g),
+                int(flagged.sum()),
+                closed,
+                round(hits / closed, 6) if closed else None,
+                int((g["actual"] == 1).sum()),
+                int((~labelled).sum()),
+            )
+        )
+    names = ["week", "orders", "flagged", "flagged_labelled", "flagged_precision"]
+    names += ["chargebacks", "pending"]
+    return frame(**{name: [r[i] for r in rows] for i, name in enumerate(names)})
+
+
 def _accuracy(d):
     p = _p(d)
     p = p[p["actual"].notna()]
@@ -114,6 +139,11 @@ AGGREGATE_CASES: dict[str, Case] = {
         _sql("accuracy.sql"),
         _accuracy,
         ["date", "varchar", "bigint", "double", "double", "double"],
+    ),
+    "analytics_fraud_weekly": Case(
+        _sql("fraud_weekly.sql"),
+        _fraud_weekly,
+        ["date", "bigint", "bigint", "bigint", "double", "bigint", "bigint"],
     ),
     "analytics_label_delay": Case(
         _sql("label_delay.sql"), _label_delay, ["date", "bigint", "double", "bigint", "bigint"]

@@ -132,6 +132,7 @@ def _readme_timeline(d):
         detail=t["detail"],
         run_id=t["run_id"],
         model_version=t["model_version"],
+        model=t["model"],
     )
 
 
@@ -251,7 +252,7 @@ JOIN_CASES: dict[str, Case] = {
     "readme_timeline_query": Case(
         "select * from iceberg.monitoring.timeline order by occurred_at",
         _readme_timeline,
-        ["timestamp(6) with time zone", "date", "varchar", "varchar", "varchar", "varchar"],
+        ["timestamp(6) with time zone", "date", *["varchar"] * 5],
     ),
     "monitoring_all_versions_is_null": Case(
         f'SELECT "day", "value" AS roc_auc, threshold, breached FROM {M} '

@@ -205,7 +205,7 @@ QUERY_CASES: dict[str, Case] = {
     ),
     "show_tables": Case(
         "SHOW TABLES FROM iceberg.predictions",
-        lambda d: frame(Table=["churn_daily", "churn_online"]),
+        lambda d: frame(Table=["churn_daily", "churn_online", "fraud_daily"]),
         ["varchar"],
     ),
     "show_tables_like": Case(

@@ -76,6 +76,50 @@ def _predictions(cat) -> None:
     write_days(table, DAYS, pa.Table.from_pandas(rows, schema=schema, preserve_index=False))
 
 
+FRAUD = model_configs()["fraud"]
+
+
+class _StubFraudModel:
+    """Scores orders from their risk signals; carries its decision threshold as a trained one."""
+
+    decision_threshold_ = 0.3
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        z = -3.5 + 2.5 * X["ship_country_mismatch"].to_numpy() + X["noise"].to_numpy()
+        p = 1 / (1 + np.exp(-z))
+        return np.column_stack([1 - p, p])
+
+
+def _fraud_predictions(cat) -> None:
+    """Daily fraud predictions of orders (keyed by order_id and customer_id); the labelled days'
+    actuals are chargebacks drawn from the score, the later days still wait for their window."""
+    from mlops_assets.serving.batch import predictions_table, score, write_days
+
+    rng = np.random.default_rng(13)
+    tables = []
+    for i, day in enumerate(DAYS):
+        n = 150 + 11 * i
+        features = pd.DataFrame(
+            {
+                "order_id": 1_000_000 * (i + 1) + np.arange(n),
+                "customer_id": rng.integers(1, 1400, n),
+                "ship_country_mismatch": (rng.random(n) < 0.1).astype("int64"),
+                "customer_orders_prev_24h": rng.poisson(0.3, n),
+                "noise": rng.normal(0, 1, n),
+            }
+        )
+        tables.append(score(FRAUD, _StubFraudModel(), "2", features, day, RUNS[day]))
+    rows = pa.concat_tables(tables).to_pandas()
+    labelled = rows["prediction_date"].isin(LABELLED)
+    fraud = (rng.random(len(rows)) < rows["score"]).astype("int32")
+    rows["actual"] = pd.Series(fraud, dtype="Int32").where(labelled)
+    known = pd.to_datetime(rows["prediction_timestamp"], utc=True) + pd.Timedelta(days=60)
+    rows["actual_timestamp"] = known.where(labelled)
+    keyed = predictions_table(FRAUD)
+    table = keyed.open(cat, FRAUD.name)
+    write_days(table, DAYS, pa.Table.from_pandas(rows, schema=keyed.schema, preserve_index=False))
+
+
 def _monitoring(cat) -> None:
     from mlops_assets.lakehouse.tables import MONITORING
     from mlops_assets.monitoring.results import MonitorResult, write_result
@@ -160,6 +204,7 @@ def _timeline(cat) -> None:
                 "detail": detail,
                 "run_id": run_id,
                 "model_version": version,
+                "model": "" if event == "lakehouse_built" else CONFIG.name,
             }
             for i, (event, detail, run_id, version, day) in enumerate(events)
         ]
@@ -206,6 +251,8 @@ def _online(cat) -> None:
         "requested_at": requested.to_pydatetime(),
         "request_date": [t.date() for t in requested],
     }
+    columns["model_name"] = [CONFIG.name] * n
+    columns["entity_keys"] = [json.dumps({"customer_id": int(c)}) for c in columns["customer_id"]]
     if "prediction_timestamp" in schema.names:  # the as-of time: request_ts, else arrival
         given = rng.random(n) < 0.3
         valid_for = requested.floor("h").where(given, requested)

@@ -33,7 +33,13 @@ from tests.lakehouse.sql_cases_joins import JOIN_CASES
 from tests.lakehouse.sql_cases_queries import QUERY_CASES
 from tests.lakehouse.sql_cases_refused import P_REFUSED, REFUSED
 from tests.lakehouse.sql_cases_windows import WINDOW_CASES
-from tests.lakehouse.sql_lake import _monitoring, _online, _predictions, _timeline
+from tests.lakehouse.sql_lake import (
+    _fraud_predictions,
+    _monitoring,
+    _online,
+    _predictions,
+    _timeline,
+)
 from tests.lakehouse.sql_oracles import Case, assert_same
 
 if TYPE_CHECKING:
@@ -57,6 +63,7 @@ def lake(tmp_path_factory):
     with scratch_settings(root / "data", small_world(3000)) as settings:
         cat = sql_catalog(settings.data_dir / "iceberg")
         _predictions(cat)
+        _fraud_predictions(cat)
         _monitoring(cat)
         _timeline(cat)
         _online(cat)
@@ -76,6 +83,7 @@ def data(lake_catalog) -> dict[str, pd.DataFrame]:
     """Every table as pandas reads it from a pyiceberg scan: the independent side."""
     names = {
         "predictions": "predictions.churn_daily",
+        "fraud": "predictions.fraud_daily",
         "online": "predictions.churn_online",
         "monitoring": "monitoring.churn_daily",
         "timeline": "monitoring.timeline",

@@ -65,14 +65,22 @@ def test_prediction_timestamp_is_the_request_ts_else_the_arrival(resources):
 
 
 def test_a_table_with_the_old_schema_is_evolved_not_broken(resources):
-    """A table created before prediction_timestamp existed gains the column (older rows read
-    null), even when several writers open it at once."""
+    """A table created with the first schema (before prediction_timestamp, model_name and
+    entity_keys existed, customer_id required) gains the columns (older rows read null) and an
+    optional customer_id, even when several writers open it at once."""
     from mlops_assets.lakehouse.catalog import partitioned_table
+    from mlops_assets.lakehouse.migrations import INFERENCE_LOG_ADDED
 
-    old_schema = pa.schema([f for f in INFERENCE_LOG.schema if f.name != "prediction_timestamp"])
+    old_schema = pa.schema(
+        [
+            f.with_nullable(False) if f.name == "customer_id" else f
+            for f in INFERENCE_LOG.schema
+            if f.name not in INFERENCE_LOG_ADDED
+        ]
+    )
     name = INFERENCE_LOG.name("churn")
     old = partitioned_table(resources.lakehouse.catalog(), name, old_schema, "request_date")
-    old_rows = rows_to_arrow(_rows(0, 3)).select(old_schema.names)
+    old_rows = rows_to_arrow(_rows(0, 3)).select(old_schema.names).cast(old_schema)
     append_with_retry(old, old_rows)
     assert "prediction_timestamp" not in {f.name for f in old.schema().fields}
 
@@ -84,6 +92,7 @@ def test_a_table_with_the_old_schema_is_evolved_not_broken(resources):
         assert "prediction_timestamp" in {f.name for f in table.schema().fields}
     table = resources.lakehouse.catalog().load_table(name)
     assert [f.name for f in table.schema().fields] == INFERENCE_LOG.schema.names
+    assert not table.schema().find_field("customer_id").required
     assert [f.name for f in table.spec().fields] == ["request_date"]
 
     append_with_retry(table, rows_to_arrow(_rows(1, 2)))
@@ -93,5 +102,6 @@ def test_a_table_with_the_old_schema_is_evolved_not_broken(resources):
         frame[frame["request_id"].str.startswith("w1-")],
     )
     assert len(old_part) == 3 and old_part["prediction_timestamp"].isna().all()
+    assert old_part["model_name"].isna().all() and old_part["entity_keys"].isna().all()
     assert (new_part["prediction_timestamp"] == new_part["requested_at"]).all()
     assert len(table.snapshots()) == 2  # the evolution rewrote no data

@@ -18,10 +18,11 @@ from mlops_assets.datasets.training_set import (
     historical_features,
     load_labels,
 )
+from mlops_assets.features.offline import offline_features
 from mlops_assets.lakehouse.sql import QueryError
 from mlops_assets.lakehouse.tables import PREDICTIONS
 from mlops_assets.model_config import model_configs
-from mlops_assets.serving.batch import fill_actuals, offline_features, score_days
+from mlops_assets.serving.batch import fill_actuals, score_days
 from mlops_assets.serving.label_engine import apply_rules
 from mlops_assets.settings import PROJECT_ROOT
 from mlops_assets.testing import (
@@ -105,6 +106,36 @@ def test_offline_features_equal_feasts_point_in_time_join(served):
             assert (left.to_numpy() == right.to_numpy()).all(), column
 
 
+def test_order_features_with_customer_views_equal_feasts_point_in_time_join(served):
+    """An order model's population (the day's orders) with the customer views joined as of each
+    order: every feature equals Feast's historical retrieval for the same (order, customer, time)."""
+    fraud = model_configs()["fraud"]
+    store = served.store
+    as_of = dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    fast = offline_features(store, fraud.feature_service, as_of, fraud.entity)
+    assert len(fast) > 30 and fast["order_id"].is_unique
+    orders = served.resources.warehouse.query(
+        "select order_id, customer_id, event_timestamp from gold.order_features "
+        f"where event_timestamp > timestamp '{DAY}' and event_timestamp <= timestamp '{as_of:%F}'"
+    )
+    assert sorted(fast["order_id"]) == sorted(orders["order_id"])  # the day's orders, all
+    labels = orders.assign(is_fraud=0)
+    feast = historical_features(store, Labels.of(fraud), labels).set_index("order_id")
+    fast = fast.set_index("order_id").loc[feast.index]
+    missing_customer = fast["plan"].isna()
+    assert 0 < missing_customer.sum() < len(fast)  # new accounts have no snapshot yet
+    for column in [c for c in fast.columns if c != "customer_id"]:
+        left, right = fast[column], feast[column]
+        assert (left.isna() == right.isna()).all(), column
+        known = left.notna()
+        if left.dtype.kind == "f" or right.dtype.kind == "f":
+            np.testing.assert_allclose(
+                left[known].to_numpy(float), right[known].to_numpy(float), rtol=1e-9
+            )
+        else:
+            assert (left[known].to_numpy() == right[known].to_numpy()).all(), column
+
+
 def test_a_day_is_scored_once_and_a_rerun_replaces_it(served):
     version = served.version
     first = served.score(DAY)
@@ -151,8 +182,8 @@ def test_feature_snapshots_are_reread_when_the_gold_file_changes(tmp_path, monke
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mlops_assets.serving import batch
-    from mlops_assets.serving.batch import _snapshots
+    from mlops_assets.features import offline
+    from mlops_assets.features.offline import snapshots as _snapshots
 
     path = tmp_path / "customer_features.parquet"
     pq.write_table(pa.table({"customer_id": [1, 2]}), path)
@@ -161,7 +192,7 @@ def test_feature_snapshots_are_reread_when_the_gold_file_changes(tmp_path, monke
     pq.write_table(pa.table({"customer_id": [1, 2, 3]}), path)  # dbt rebuilt gold
     with _snapshots(str(path)) as (con, relation):
         assert con.execute(f"select count(*) from {relation}").fetchone()[0] == 3
-    monkeypatch.setattr(batch, "SNAPSHOT_CACHE_BYTES", 0)  # a large file is read in place
+    monkeypatch.setattr(offline, "SNAPSHOT_CACHE_BYTES", 0)  # a large file is read in place
     pq.write_table(pa.table({"customer_id": [1, 2, 3, 4]}), path)
     with _snapshots(str(path)) as (con, relation):
         assert relation.startswith("read_parquet(")
@@ -285,3 +316,34 @@ def test_mlops_sql_cli_runs_a_file(served):
         check=False,
     )
     assert bad.returncode == 1 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_failing_model_does_not_stop_the_others_daily_scoring(served):
+    """The shop's fraud model has no champion here: in the daily scoring run (as the schedule
+    launches it, one partition) fraud's predictions fail with the reason, and churn's day is
+    scored and its actuals swept all the same."""
+    import dagster as dg
+
+    from mlops_assets.definitions import load
+
+    # A day inside every test world's calendar: the code location's partitions are built once per
+    # process, from the first world it was imported with.
+    day = dt.date(2025, 4, 5)
+    job = load().resolve_job_def("daily_scoring_job")
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), partition_key=day.isoformat(), raise_on_error=False
+    )
+    assert not result.success
+    failed = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
+    assert failed == {"predictions__fraud__daily"}, failed
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.step_failure_data.error.message
+    assert "fraud" in message and "champion" in message, message
+    done = {
+        e.asset_key.to_user_string()
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    }
+    assert {"predictions/churn/daily", "predictions/churn/actuals"} <= done, done
+    table = _table(served)
+    assert (table["prediction_date"] == day).sum() > 500

@@ -284,7 +284,7 @@ def test_promote_then_rollback_move_aliases_and_traffic_together(shop):
 
 
 def test_compiled_scorer_equals_sklearn_including_missing_and_unknown_values(shop):
-    from mlops_assets.serving.batch import offline_features
+    from mlops_assets.features.offline import offline_features
     from mlops_assets.serving.compiled import CompiledModel
 
     model = load_model(shop["registry"], BASE.registered_model, shop["champion"])

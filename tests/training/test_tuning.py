@@ -61,7 +61,9 @@ def test_the_baseline_fits_on_the_workers_equal_fits_in_this_process():
         workers_config = config.model_copy(
             update={"tuning": config.tuning.model_copy(update={"workers": workers})}
         )
-        tuned, trials, base = tune_with_baseline(workers_config, train, validation, features)
+        search = tune_with_baseline(workers_config, train, validation, features)
+        tuned, trials, base = search.tuned, search.trials, search.baseline
+        assert len(search.validation_scores) == len(validation)  # the winner's, for `auto`
         assert (tuned.params, trials) == (plain.params, plain_trials)  # the search is unchanged
 
         X_train, X_val = train[features], validation[features]

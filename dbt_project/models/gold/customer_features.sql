@@ -1,3 +1,4 @@
+{{ config(tags=["feature_table"]) }}
 -- Point-in-time customer features: one row per active customer per snapshot, computed only from
 -- events strictly before `event_timestamp`. Feast reads this table (event_timestamp is its clock).
 -- Float aggregates are rounded to 6 decimals: parallel aggregation adds in varying order, and the

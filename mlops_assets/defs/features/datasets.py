@@ -5,7 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
-from mlops_assets.defs.keys import FEAST_REGISTRY, GOLD_FEATURES, dataset_key, table_key
+from mlops_assets.defs.keys import FEAST_REGISTRY, dataset_key, feature_table_keys, table_key
 from mlops_assets.model_config import ModelConfig, model_configs
 from mlops_assets.resources import FeatureStoreResource, WarehouseResource
 from mlops_assets.settings import get_settings
@@ -27,7 +27,7 @@ def build_dataset(model: ModelConfig) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
-        deps=[FEAST_REGISTRY, table_key(model.label_table), GOLD_FEATURES],
+        deps=[FEAST_REGISTRY, table_key(model.label_table), *feature_table_keys()],
         group_name="features",
         kinds={"feast", "dvc", "parquet"},
         check_specs=[dg.AssetCheckSpec(n, asset=key, description=d) for n, d in DATASET_CHECKS],

@@ -5,14 +5,14 @@ import datetime as dt
 
 import dagster as dg
 
-from mlops_assets.defs.keys import FEAST_ONLINE, FEAST_REGISTRY, GOLD_FEATURES
+from mlops_assets.defs.keys import FEAST_ONLINE, FEAST_REGISTRY, feature_table_keys
 from mlops_assets.defs.partitions import daily_partitions, partition_days
 from mlops_assets.resources import FeatureStoreResource, WarehouseResource
 
 
 @dg.asset(
     key=FEAST_REGISTRY,
-    deps=[GOLD_FEATURES],
+    deps=[*feature_table_keys()],
     group_name="features",
     kinds={"feast"},
     description="Feast definitions in feature_repo/ applied to the registry (the plan is metadata).",
@@ -47,13 +47,13 @@ def feast_registry(context: dg.AssetExecutionContext, feature_store: FeatureStor
 
 @dg.asset(
     key=FEAST_ONLINE,
-    deps=[FEAST_REGISTRY, GOLD_FEATURES],
+    deps=[FEAST_REGISTRY, *feature_table_keys()],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="features",
     kinds={"feast", "sqlite"},
     description=(
-        "Customer features materialized into the online store, one day of feature timestamps per "
+        "Every feature view materialized into the online store, one day of feature timestamps per "
         "partition, the window recorded in the Feast registry as `feast materialize` records it. "
         "Re-running a day leaves the store identical; an older event never overwrites a newer one."
     ),
@@ -73,7 +73,8 @@ def feast_online_features(
         written = materialize_window(store, start, end)
     except ValueError as err:
         raise dg.Failure(str(err)) from None
-    rows = source_rows_between(warehouse, start, end)
+    tables = [".".join(key.path[1:]) for key in feature_table_keys()]
+    rows = source_rows_between(warehouse, tables, start, end)
     # The window is recorded in the Feast registry as `feast materialize` records it: the latest
     # end is where `feast materialize-incremental` continues.
     watermarks = [v.most_recent_end_time for v in store.list_feature_views()]
@@ -85,7 +86,8 @@ def feast_online_features(
             if watermarks and None not in watermarks
             else "n/a",
             "feature_views": ", ".join(written),
-            "source_rows": rows,
+            "source_rows": sum(rows.values()),
+            **{f"source_rows_{table}": n for table, n in rows.items()},
             **{f"entities_written_{v}": n for v, n in written.items() if n is not None},
         }
     )

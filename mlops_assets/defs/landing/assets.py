@@ -9,6 +9,8 @@ _DESCRIPTIONS = {
     "customers": "Customer sign-ups per day (the first day carries the earlier backlog).",
     "orders": "Orders placed per day: amount, items, discount, status.",
     "support_tickets": "Support tickets opened per day, plus update rows for tickets resolved that day.",
+    "payments": "One payment per order of the day: method, device, ship country (no fraud flag).",
+    "chargebacks": "Chargebacks reported that day, for orders 7 to 60 days old (the fraud labels).",
 }
 
 

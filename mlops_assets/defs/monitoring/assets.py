@@ -45,7 +45,8 @@ def build_monitor(model: ModelConfig, monitor: Monitor) -> dg.AssetsDefinition:
         days = partition_days(context, "monitoring is")
         catalog = lakehouse.catalog()
         store = feature_store.store() if monitor.reads_features else None
-        inputs = MonitorInputs(model, catalog, model_registry.registry(), get_settings(), store)
+        registry = model_registry.registry()
+        inputs = MonitorInputs(model, catalog, registry, get_settings(), store, days)
         results = []
         for day in days:
             try:

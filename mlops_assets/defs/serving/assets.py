@@ -5,8 +5,8 @@ import dagster as dg
 
 from mlops_assets.defs.keys import (
     FEAST_REGISTRY,
-    GOLD_FEATURES,
     actuals_key,
+    feature_table_keys,
     predictions_key,
     promotion_key,
     table_key,
@@ -29,8 +29,8 @@ def build_batch_predictions(model: ModelConfig) -> dg.AssetsDefinition:
         key=predictions_key(model),
         deps=[
             promotion_key(model),
-            GOLD_FEATURES,
             FEAST_REGISTRY,
+            *feature_table_keys(),
         ],
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),

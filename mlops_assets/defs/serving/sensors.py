@@ -69,10 +69,11 @@ def canary_sensor(model: ModelConfig, rollout_jobs: list[dg.JobDefinition]) -> d
 def _scored_since(catalog, model: ModelConfig, started: dt.datetime):
     """The predictions scored since the canary started (scored_at is the run's wall clock; the
     prediction_timestamp of a replayed day is that day's as-of time, before the start)."""
-    from mlops_assets.lakehouse.tables import PREDICTIONS
+    from mlops_assets.serving.batch import predictions_table
 
     return (
-        PREDICTIONS.open(catalog, model.name)
+        predictions_table(model)
+        .open(catalog, model.name)
         .scan(
             row_filter=f"scored_at >= '{started.astimezone(dt.UTC).isoformat()}'",
             selected_fields=("model_version", "score", "actual", "scored_at"),

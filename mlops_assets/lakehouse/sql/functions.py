@@ -36,7 +36,7 @@ FUNCTIONS: dict[type[exp.Expression], Rule] = {
     exp.Avg: Rule("avg", rewrite=r.avg, typed=True),
     exp.Min: Rule("min"),
     exp.Max: Rule("max"),
-    exp.CountIf: Rule("count_if"),
+    exp.CountIf: Rule("count_if", rewrite=r.count_if),
     exp.ApproxDistinct: Rule("approx_distinct", rewrite=r.approx_distinct),
     exp.ApproxQuantile: Rule(
         "approx_percentile",

@@ -158,6 +158,13 @@ def avg(node: exp.Expression, context: Context) -> None:
         raise refuse_function("avg", "the argument's type cannot be determined")
 
 
+def count_if(node: exp.Expression, context: Context) -> exp.Expression:
+    """Trino's count_if is 0 where no row is true (all NULL, or no rows); DuckDB's is NULL
+    there (it sums). A count of the rows where it holds is never NULL, and bigint."""
+    case = exp.Case(ifs=[exp.If(this=node.this, true=exp.Literal.number(1))])
+    return exp.Count(this=case)
+
+
 def approx_distinct(node: exp.Expression, context: Context) -> exp.Expression:
     """The exact count: within Trino's 2.3 % standard error, and deterministic."""
     return exp.cast(exp.Count(this=exp.Distinct(expressions=[node.this])), "BIGINT")
