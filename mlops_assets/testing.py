@@ -26,6 +26,27 @@ if TYPE_CHECKING:
     from mlops_assets.training.registry import Registry
 
 
+def copy_project(dest: Path) -> Path:
+    """The project's files as a fresh checkout has them (what git lists, tracked or not ignored,
+    as they are in the working tree) copied into `dest`, for tests that change or run a copy."""
+    import shutil
+
+    from mlops_assets.settings import PROJECT_ROOT
+
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, (n.decode() for n in listed)):
+        source = PROJECT_ROOT / name
+        if source.is_file():  # deleted in the working tree: not in a checkout either
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
 def small_world(customers: int, **changes: Any) -> World:
     """A world without drift unless asked (tests that want drift say from when)."""
     values = {"covariate_drift_from": None, "concept_drift_from": None, **changes}

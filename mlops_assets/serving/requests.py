@@ -25,7 +25,7 @@ MAX_INT32 = 2**31 - 1
 MIN_REQUEST_TS = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MAX_REQUEST_TS = dt.datetime(2262, 4, 11, tzinfo=dt.UTC)
 REQUEST_TS = "request_ts"
-CHURN_KEYS = ("customer_id",)
+DEFAULT_KEYS = ("customer_id",)  # ModelConfig.entity's default
 OUTPUTS = (
     ("score", "FP64"),
     ("prediction", "INT32"),
@@ -71,7 +71,7 @@ def noun(key: str) -> str:
 
 
 def parse_request(
-    payload: dict | InferRequest, max_instances: int, join_keys: Sequence[str] = CHURN_KEYS
+    payload: dict | InferRequest, max_instances: int, join_keys: Sequence[str] = DEFAULT_KEYS
 ) -> tuple[dict[str, list[int]], list[dt.datetime | None]]:
     """The entity keys (per join key, one integer per row) and request times of a V1 body or a
     V2 request; a mistake is Rejected."""

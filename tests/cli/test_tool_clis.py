@@ -21,7 +21,7 @@ import pytest
 from mlops_assets.datagen.tables import LANDING_TABLES
 from mlops_assets.processes import stop_process_group
 from mlops_assets.settings import PROJECT_ROOT
-from mlops_assets.testing import free_port, register_quick_model
+from mlops_assets.testing import copy_project, free_port, register_quick_model
 
 BIN = Path(sys.executable).parent
 CLONE_DAYS = 100
@@ -106,18 +106,7 @@ def git(checkout: Path, *args: str) -> str:
 def clone(tmp_path_factory) -> Path:
     """A fresh checkout of the project (the working tree's files that git lists, in a new git
     repository), after the dataset was built there with the default data folder ./data."""
-    checkout = tmp_path_factory.mktemp("fresh") / "lakehouse-mlops"
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, (n.decode() for n in listed)):
-        source = PROJECT_ROOT / name
-        if source.is_file():  # deleted in the working tree: not in a checkout either
-            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, checkout / name)
+    checkout = copy_project(tmp_path_factory.mktemp("fresh") / "lakehouse-mlops")
     git(checkout, "init", "-q")
     git(checkout, "add", "-A")
     git(checkout, "commit", "-q", "-m", "checkout")

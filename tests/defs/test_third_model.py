@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_assets.settings import PROJECT_ROOT
+from mlops_assets.testing import copy_project
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -111,21 +111,6 @@ print("VERSIONS", len(versions))
 """
 
 
-def _copy_project(dest: Path) -> None:
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, (f.decode() for f in files)):
-        source = PROJECT_ROOT / name
-        if source.is_file():
-            target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
-
-
 def _add_third_model(project: Path) -> None:
     (project / "model_configs" / "spender.yaml").write_text(CONFIG_YAML)
     (project / "dbt_project" / "models" / "gold" / "spender_labels.sql").write_text(LABELS_SQL)
@@ -154,7 +139,7 @@ def _run(args: list[str], project: Path, env: dict[str, str], timeout: float = 6
 
 def test_a_third_model_from_configuration_alone(tmp_path):
     project, data = tmp_path / "project", tmp_path / "data"
-    _copy_project(project)
+    copy_project(project)
     _add_third_model(project)
     (data / "dagster_home").mkdir(parents=True)
     env = _env(project, data)
