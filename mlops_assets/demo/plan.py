@@ -55,8 +55,10 @@ class Plan:
 
     @property
     def first_model_labels_by(self) -> dt.date:
-        """The first model learns what was known before the drift (or before scoring starts)."""
-        return self.world.drift_from or self.score_days[0]
+        """The first model learns what was known before the drift; without drift, every label
+        of an as-of time before scoring starts (known one window after it): none of the scored
+        days' labels, and enough history for a model with a long window."""
+        return self.world.drift_from or self.score_days[0] + self.label_window_days * DAY
 
     def check(self) -> Plan:
         earliest = self.first_day + MIN_TRAINING_DAYS * DAY
