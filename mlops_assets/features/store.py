@@ -121,18 +121,22 @@ def repo_contents() -> RepoContents:
 
 
 def materialize_window(
-    store: FeatureStore, start: dt.datetime, end: dt.datetime, now: dt.datetime | None = None
+    store: FeatureStore,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime | None = None,
+    views: list[str] | None = None,
 ) -> dict[str, int | None]:
-    """Materialize every feature view for event times in [start, end) and record the interval
-    in the Feast registry, as `feast materialize` does. The embedded SQLite store is loaded by
-    the vectorized bulk path; other stores (Redis in prod) through Feast. Returns rows written
-    per view (None where Feast does not report it)."""
+    """Materialize every feature view (or `views`, through Feast) for event times in [start,
+    end) and record the interval in the Feast registry, as `feast materialize` does. The embedded
+    SQLite store is loaded by the vectorized bulk path; other stores (Redis in prod) through
+    Feast. Returns rows written per view (None where Feast does not report it)."""
     start, end = check_window(start, end, now)
-    if store.config.online_store.type == STORE_TYPE:
+    if store.config.online_store.type == STORE_TYPE and views is None:
         from mlops_assets.features.bulk import bulk_materialize
 
         return bulk_materialize(store, start, end, now=now)
-    views = [v.name for v in store.list_feature_views()]
+    views = views or [v.name for v in store.list_feature_views()]
     store.materialize(start_date=start, end_date=end, feature_views=views)
     return dict.fromkeys(views)
 

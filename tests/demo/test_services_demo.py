@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from mlops_assets.datagen.tables import LANDING_TABLES
 from mlops_assets.settings import PROJECT_ROOT, SERVICES_DATABASES, Environment, Settings
 from mlops_assets.testing import free_port, free_port_offset
 from tests.conftest import POSTGRES_HOST, POSTGRES_PORT, REDIS_HOST, REDIS_PORT, require_service
@@ -134,7 +135,8 @@ def _each_part_lives_on_its_service(settings: Settings) -> None:
         gold = s3.get_file_info("mlops-files/gold/customer_features.parquet")
         assert gold.type == pafs.FileType.File and gold.size > 0
         landed = s3.get_file_info(pafs.FileSelector("mlops-files/landing", recursive=True))
-        assert sum(f.path.endswith(".parquet") for f in landed) == 3 * settings.world().days
+        tables = len(LANDING_TABLES)
+        assert sum(f.path.endswith(".parquet") for f in landed) == tables * settings.world().days
         # DVC pushed the training sets to the S3 remote.
         pushed = s3.get_file_info(pafs.FileSelector("mlops-files/dvc", recursive=True))
         assert any(f.type == pafs.FileType.File for f in pushed)
