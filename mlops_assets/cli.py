@@ -13,21 +13,12 @@ import typer
 from mlops_assets.api.cli import api_app
 from mlops_assets.serving.cli import COMMANDS as SERVING_COMMANDS
 from mlops_assets.settings import PROJECT_ROOT, get_settings
+from mlops_assets.terminal import echo, fail
 
 app = typer.Typer(
     help="Lakehouse MLOps: the model lifecycle as one Dagster asset graph.", no_args_is_help=True
 )
 app.add_typer(api_app, name="api")
-
-
-def _echo(step: str, message: str) -> None:
-    typer.secho(f"[{step}] ", fg=typer.colors.CYAN, nl=False)
-    typer.echo(message)
-
-
-def _fail(message: str) -> int:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return 1
 
 
 @app.command()
@@ -40,14 +31,14 @@ def prepare() -> None:
 
     started = time.perf_counter()
     # dbt-duckdb and Feast's ibis autoload them; DuckDB cannot download them here.
-    _echo("prepare", f"DuckDB extensions installed: {', '.join(install_extensions())}")
+    echo("prepare", f"DuckDB extensions installed: {', '.join(install_extensions())}")
     path = prepare_manifest()
-    _echo("prepare", f"dbt manifest ready at {path} ({time.perf_counter() - started:.1f}s)")
+    echo("prepare", f"dbt manifest ready at {path} ({time.perf_counter() - started:.1f}s)")
     settings = get_settings()
     if settings.has_local_dagster_instance:
         from mlops_assets.demo.runs import ensure_dagster_home
 
-        _echo("prepare", f"Dagster instance at {ensure_dagster_home(settings)}")
+        echo("prepare", f"Dagster instance at {ensure_dagster_home(settings)}")
 
 
 @app.command()
@@ -59,7 +50,7 @@ def world() -> None:
     current = settings.world()
     path = world_path(settings.data_dir)
     where = path if path.exists() else f"{path} (not written yet: the default)"
-    _echo("world", f"{current.describe()}  [{where}]")
+    echo("world", f"{current.describe()}  [{where}]")
     typer.echo(current.model_dump_json(indent=2))
 
 
@@ -75,7 +66,7 @@ def generate(
     started = time.perf_counter()
     totals = land_days(ensure_world(settings.data_dir), settings.landing, days)
     took = time.perf_counter() - started
-    _echo("generate", f"into {settings.landing} in {took:.1f}s: {totals}")
+    echo("generate", f"into {settings.landing} in {took:.1f}s: {totals}")
 
 
 @app.command()
@@ -100,7 +91,7 @@ def demo(
     try:
         code = run_demo(options)
     except (PlanError, ValueError) as err:
-        raise typer.Exit(_fail(str(err))) from None
+        raise typer.Exit(fail(str(err))) from None
     _skip_final_collection()
     raise typer.Exit(code)
 
@@ -141,7 +132,7 @@ def dataset_build(
 
     configs = {c.feature_service: c for c in model_configs().values()}
     if service not in configs:
-        raise typer.Exit(_fail(f"no model uses feature service {service!r}: {sorted(configs)}"))
+        raise typer.Exit(fail(f"no model uses feature service {service!r}: {sorted(configs)}"))
     spec = Labels.of(configs[service])
     out = datasets_dir(get_settings()) / service
     try:
@@ -149,8 +140,8 @@ def dataset_build(
             labels = load_labels(res.warehouse, spec)
             summary = build_training_set(res.feature_store.store(), spec, labels, out)
     except DatasetError as err:
-        raise typer.Exit(_fail(str(err))) from None
-    _echo("dataset", f"{service}: {summary.rows} rows in {summary.path}")
+        raise typer.Exit(fail(str(err))) from None
+    echo("dataset", f"{service}: {summary.rows} rows in {summary.path}")
 
 
 @dataset_app.command("pull")
@@ -166,8 +157,8 @@ def dataset_pull(
     try:
         path = pull(settings, md5, dest)
     except VersioningError as err:
-        raise typer.Exit(_fail(str(err))) from None
-    _echo("dataset", f"{md5} -> {path}")
+        raise typer.Exit(fail(str(err))) from None
+    echo("dataset", f"{md5} -> {path}")
 
 
 services_app = typer.Typer(
@@ -188,10 +179,10 @@ def services_up() -> None:
     try:
         state = start_seaweed(node)
     except ServiceError as err:
-        raise typer.Exit(_fail(str(err))) from None
-    _echo("services", f"SeaweedFS pid {state['pid']}, data {node.folder}, log {node.log_path}")
+        raise typer.Exit(fail(str(err))) from None
+    echo("services", f"SeaweedFS pid {state['pid']}, data {node.folder}, log {node.log_path}")
     if _print_services():
-        _echo("services", f"databases created: {ensure_databases(get_settings()) or 'none'}")
+        echo("services", f"databases created: {ensure_databases(get_settings()) or 'none'}")
 
 
 @services_app.command("status")
@@ -207,7 +198,7 @@ def services_down() -> None:
     from mlops_assets.services import stop_seaweed
 
     stopped = stop_seaweed(get_settings().seaweed())
-    _echo("services", "SeaweedFS stopped" if stopped else "SeaweedFS was not running")
+    echo("services", "SeaweedFS stopped" if stopped else "SeaweedFS was not running")
 
 
 def _print_services() -> bool:
@@ -241,7 +232,7 @@ def pipeline_compile(
     from mlops_assets.pipelines.training_pipeline import compile_pipeline
 
     compile_pipeline(out)
-    _echo("pipeline", f"compiled to {out}")
+    echo("pipeline", f"compiled to {out}")
 
 
 @app.command()
@@ -255,13 +246,13 @@ def sql(
     from mlops_assets.resources import open_resources
 
     if (query is None) == (file is None):
-        raise typer.Exit(_fail("give a query or --file, not both"))
+        raise typer.Exit(fail("give a query or --file, not both"))
     text = file.read_text() if file else query
     try:
         with open_resources() as res:
             frame = res.warehouse.analyst_sql(text)
     except (QueryError, TrinoConfigError) as err:
-        raise typer.Exit(_fail(str(err))) from None
+        raise typer.Exit(fail(str(err))) from None
     typer.echo(frame.to_string(index=False))
 
 

@@ -100,6 +100,12 @@ class Demo:
         """`job`'s asset keys of every other configured model (also those `--model` leaves out)."""
         return runs.other_models_keys(job, self.config.name, list(model_configs()))
 
+    def run_days(self, job: str, stage: Stage, first: dt.date, last: dt.date) -> str:
+        """Run a daily job over `first` .. `last` for this model only."""
+        return runs.run_job(
+            self.instance, job, stage, range_tags(first, last), exclude=self.model_only(job)
+        )
+
     @property
     def registry(self) -> Registry:
         return self.res.model_registry.registry()
@@ -246,13 +252,7 @@ class Demo:
 
     def scoring(self, stage: Stage) -> str:
         first, last = self.plan.score_days
-        run_id = runs.run_job(
-            self.instance,
-            "daily_scoring_job",
-            stage,
-            range_tags(first, last),
-            exclude=self.model_only("daily_scoring_job"),
-        )
+        run_id = self.run_days("daily_scoring_job", stage, first, last)
         self.record("scored", f"{first} .. {last}", run_id, self.alias("champion"), last)
         table = f"iceberg.predictions.{self.config.name}_daily"
         rows, days, labelled = self.res.warehouse.analyst_sql(
@@ -266,13 +266,7 @@ class Demo:
 
         first, last = self.plan.monitor_days
         self.mark("monitoring_started", now=True)
-        run_id = runs.run_job(
-            self.instance,
-            "daily_monitoring_job",
-            stage,
-            range_tags(first, last),
-            exclude=self.model_only("daily_monitoring_job"),
-        )
+        run_id = self.run_days("daily_monitoring_job", stage, first, last)
         self.mark("monitoring_ended", now=True)
         catalog = self.res.lakehouse.catalog()
         degraded_from, windows = degradation_summary(catalog, self.config)
@@ -370,13 +364,7 @@ class Demo:
         first, last = self.plan.canary_days
         challenger = self.alias("challenger")
         replay_at = time.time()
-        run_id = runs.run_job(
-            self.instance,
-            "daily_scoring_job",
-            stage,
-            range_tags(first, last),
-            exclude=self.model_only("daily_scoring_job"),
-        )
+        run_id = self.run_days("daily_scoring_job", stage, first, last)
         self.record(
             "canary_traffic", f"{first} .. {last} replayed through the split", run_id, challenger
         )

@@ -11,21 +11,10 @@ import typer
 
 from mlops_assets.api.cli import audit_cli
 from mlops_assets.settings import get_settings
+from mlops_assets.terminal import echo, fail
 
 MODEL = typer.Argument(None, help="A model config's name (default: the only one configured).")
 EVERY_MODEL = typer.Argument(None, help="A model config's name (default: every model).")
-
-
-# The same output as `mlops_assets.cli`'s helpers: that module imports this one, so it cannot be
-# imported back (as `mlops_assets.api.cli` keeps its own `_fail`).
-def _echo(step: str, message: str) -> None:
-    typer.secho(f"[{step}] ", fg=typer.colors.CYAN, nl=False)
-    typer.echo(message)
-
-
-def _fail(message: str) -> int:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return 1
 
 
 def _model_config(model: str | None):
@@ -36,7 +25,7 @@ def _model_config(model: str | None):
         return next(iter(configs.values()))
     if model not in configs:
         asked = f"unknown model {model!r}" if model else "name a model"
-        raise typer.Exit(_fail(f"{asked}; configured: {sorted(configs)}"))
+        raise typer.Exit(fail(f"{asked}; configured: {sorted(configs)}"))
     return configs[model]
 
 
@@ -58,19 +47,19 @@ def _status_of(res, config) -> None:
     state = rollout_status(res.model_registry.registry(), res.deployer, config)
     table = read_table(res.lakehouse.catalog(), config)
     aliases = ", ".join(f"{k}=v{v}" for k, v in state["aliases"].items() if v) or "none"
-    _echo("registry", f"{config.name}: {aliases}")
+    echo("registry", f"{config.name}: {aliases}")
     split = ", ".join(f"v{v}: {p}%" for v, p in state["split"].items()) or "nothing deployed"
     server = state["server"]
     where = f"server {server['endpoint']} (pid {server['pid']})" if server else None
-    _echo("serving", f"{split}; {where or 'no local server running'}")
+    echo("serving", f"{split}; {where or 'no local server running'}")
     status_rows = table[table["metric"] == "status"]
     if status_rows.empty:
-        _echo("monitoring", "no monitoring results yet")
+        echo("monitoring", "no monitoring results yet")
     for monitor, group in status_rows.sort_values("day").groupby("monitor"):
         last = group.iloc[-1]
         failed = int(group["breached"].sum())
         summary = f"last day {last['day']} {last['detail']}; {failed} failed day(s) in {len(group)}"
-        _echo("monitoring", f"{monitor}: {summary}")
+        echo("monitoring", f"{monitor}: {summary}")
 
 
 def _serving_port(configs: list) -> int:
@@ -81,7 +70,7 @@ def _serving_port(configs: list) -> int:
     ports = {c.serving.port for c in configs}
     if len(ports) > 1:
         raise typer.Exit(
-            _fail(
+            fail(
                 f"the model configs name several serving ports {sorted(ports)}; set one with "
                 "--port or MLOPS_SERVING_PORT (all models share one server)"
             )
@@ -119,7 +108,7 @@ def serve(
 
     configs = [_model_config(m) for m in models] if models else list(model_configs().values())
     if version and len(configs) != 1:
-        raise typer.Exit(_fail("--version pins one model: name exactly one"))
+        raise typer.Exit(fail("--version pins one model: name exactly one"))
     settings = get_settings()
     port = port or _serving_port(configs)
     with open_resources(settings) as resources:
@@ -141,7 +130,7 @@ def _rollout(action: str, model: str | None, reason: str) -> dict:
             run = partial(operation, registry, res.deployer, config, actor="cli", reason=reason)
             return audit_cli(res, action, config.name, {"reason": reason}, run)
     except (DeploymentError, rollout.RolloutError) as err:
-        raise typer.Exit(_fail(str(err))) from None
+        raise typer.Exit(fail(str(err))) from None
 
 
 def _split(result: dict) -> str:
@@ -158,9 +147,9 @@ def deploy(
 ) -> None:
     """Serve the registry's champion (and challenger as a canary): local server or InferenceService."""
     result = _rollout("deploy", model, reason)
-    _echo("deploy", _split(result))
+    echo("deploy", _split(result))
     if "endpoint" in result:
-        _echo("deploy", f"serving at {result['endpoint']} (pid {result['pid']})")
+        echo("deploy", f"serving at {result['endpoint']} (pid {result['pid']})")
 
 
 def promote(
@@ -170,7 +159,7 @@ def promote(
     """The challenger becomes champion and takes all traffic (aliases and traffic move together)."""
     result = _rollout("promote", model, reason)
     was = result["previous_champion"]
-    _echo("promote", f"champion v{result['champion']} (was v{was}); {_split(result)}")
+    echo("promote", f"champion v{result['champion']} (was v{was}); {_split(result)}")
 
 
 def rollback(
@@ -180,7 +169,7 @@ def rollback(
     """Drop a running canary, or restore the previous champion."""
     result = _rollout("rollback", model, reason)
     rolled, champion = result["rolled_back"], result["champion"]
-    _echo("rollback", f"rolled back v{rolled}; champion v{champion}; {_split(result)}")
+    echo("rollback", f"rolled back v{rolled}; champion v{champion}; {_split(result)}")
 
 
 def stop(model: str = MODEL) -> None:
@@ -198,7 +187,7 @@ def stop(model: str = MODEL) -> None:
             else partial(res.deployer.stop_all, sorted(model_configs()))
         )
         stopped = audit_cli(res, "stop", name or "", {}, run)
-    _echo("stop", f"{name or 'model server'}: {'stopped' if stopped else 'was not running'}")
+    echo("stop", f"{name or 'model server'}: {'stopped' if stopped else 'was not running'}")
 
 
 COMMANDS = (status, serve, deploy, promote, rollback, stop)
