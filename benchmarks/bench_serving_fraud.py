@@ -13,12 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
-from bench_serving import Client, _free_port, run_rate, summary
+from serving_harness import Client, free_port, load_average, median_of_rounds, run_rate, summary
 
 DAYS = 150
 ONLINE_DAYS = 14  # materialized: the last two weekly customer snapshots and the last day's orders
@@ -75,7 +74,7 @@ def setup_shop(settings, res, data: Path) -> dict:
         "(select max(event_timestamp) from gold.customer_features)"
     )
     churn = configs["churn"]
-    serving = churn.serving.model_copy(update={"port": _free_port()})
+    serving = churn.serving.model_copy(update={"port": free_port()})
     print(f"setup: {time.perf_counter() - started:.0f} s; {len(orders)} orders on the last day")
     return {
         "registry": registry,
@@ -144,15 +143,6 @@ def alternate_rounds(args, paths: dict) -> dict[str, list[tuple[list, list]]]:
     return rounds
 
 
-def _median_of_rounds(rounds: list[tuple[list, list]], which: int) -> dict[str, float]:
-    per_round = [summary(r[which]) for r in rounds]
-    return {
-        "p50_ms": round(statistics.median(s["p50_ms"] for s in per_round), 3),
-        "p99_ms": round(statistics.median(s["p99_ms"] for s in per_round), 3),
-        "p99_ms_by_round": [s["p99_ms"] for s in per_round],
-    }
-
-
 def fraud_figures(args, rounds, sent, logged, orders: int, pid: int) -> dict:
     report = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -163,6 +153,7 @@ def fraud_figures(args, rounds, sent, logged, orders: int, pid: int) -> dict:
         "seconds_per_round": args.seconds,
         "rounds": args.rounds,
         "server_pid": pid,
+        "load_average_1_5_15": load_average(),
     }
     for name, model_rounds in rounds.items():
         latency = [x for r in model_rounds for x in r[0]]
@@ -170,8 +161,8 @@ def fraud_figures(args, rounds, sent, logged, orders: int, pid: int) -> dict:
         report[name] = {
             "latency": summary(latency),
             "service_time": summary(service),
-            "latency_median_of_rounds": _median_of_rounds(model_rounds, 0),
-            "service_time_median_of_rounds": _median_of_rounds(model_rounds, 1),
+            "latency_median_of_rounds": median_of_rounds(model_rounds, 0),
+            "service_time_median_of_rounds": median_of_rounds(model_rounds, 1),
             "requests": sent[name],
             "inference_log_rows": logged[name],
         }

@@ -179,8 +179,75 @@ class ServingConfig(BaseModel):
     max_instances: int = Field(500, ge=1)
     log_flush_rows: int = Field(500, ge=1)
     log_flush_seconds: float = Field(1.0, gt=0)
+    # Inference log upkeep (defs/serving/maintenance.py): compaction, snapshot retention.
+    log_compact_target_mb: int = Field(128, ge=1)
+    log_compact_min_files: int = Field(10, ge=2)
+    log_snapshot_retention_minutes: int = Field(30, ge=1)
+    log_retain_snapshots: int = Field(10, ge=1)
     # Seconds a (re)deployment may take to become ready before the old version is kept.
     ready_timeout_seconds: float = Field(120, gt=0)
+
+
+# The per-group rates the fairness monitor compares (mlops_assets/monitoring/fairness.py).
+FairnessMetric = Literal["selection_rate", "recall", "false_positive_rate", "precision", "roc_auc"]
+
+
+class FairnessConfig(BaseModel):
+    """The fairness monitor: on the predictions whose actuals are due, each rate per group of
+    each segment attribute (a feature of the model's service, as at prediction time), and the
+    gap between its best and worst group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Feature columns whose values are the groups (plan, country_code, ...); none: not monitored.
+    segments: list[str] = []
+    # The prediction days pooled per monitoring day: the day whose actuals are due and the ones
+    # before it (one day of a small population has too few rows per group to judge).
+    window_days: int = Field(1, ge=1)
+    # Smaller groups are reported with their count only, and left out of the gaps.
+    min_group_size: int = Field(100, ge=1)
+    # A group's rate needs this many rows in its denominator (positives for recall, negatives
+    # for the false positive rate, predicted positives for precision, each class for ROC AUC);
+    # below it the rate is undefined for that group.
+    min_class_rows: int = Field(10, ge=1)
+    # Breached when a metric's largest between-group difference exceeds its limit ...
+    max_difference: dict[FairnessMetric, Annotated[float, Field(gt=0, le=1)]] = {
+        "selection_rate": 0.2,
+        "recall": 0.2,
+        "false_positive_rate": 0.2,
+    }
+    # ... or its smallest between-group ratio (worst / best) falls below this (0.8: four fifths).
+    min_ratio: dict[FairnessMetric, Annotated[float, Field(ge=0, lt=1)]] = {}
+
+
+class OnlineDriftConfig(BaseModel):
+    """The online drift sensor: a window of the latest `window_rows` logged requests, evaluated
+    every `step_rows` new ones (from `min_rows`) against the champion's reference;
+    `consecutive_windows` breached in a row open an incident (one retraining, under the cooldown),
+    `clean_windows_to_close` clean in a row close it. Empty thresholds: the daily monitors'."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_rows: int = Field(2000, ge=10)
+    min_rows: int = Field(1000, ge=10)
+    step_rows: int = Field(400, ge=1)
+    consecutive_windows: int = Field(3, ge=1)
+    clean_windows_to_close: int = Field(5, ge=1)
+    # Numeric features with fewer distinct reference values are compared as categories (no KS).
+    min_distinct_for_ks: int = Field(20, ge=2)
+    max_rows_per_read: int = Field(20_000, ge=1)  # per evaluation; a backlog keeps the newest
+    psi_max: float | None = Field(None, gt=0)
+    ks_pvalue: float | None = Field(None, gt=0, lt=1)
+    max_drifted_share: float | None = Field(None, ge=0, le=1)
+    prediction_psi_max: float | None = Field(None, gt=0)
+
+
+class ExplainConfig(BaseModel):
+    """`:explain`'s entities per request; the k top reasons in daily predictions (0 = off)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_instances: int = Field(50, ge=1, le=1000)
+    top_reasons_k: int = Field(0, ge=0, le=50)
 
 
 class MonitoringConfig(BaseModel):
@@ -213,6 +280,10 @@ class MonitoringConfig(BaseModel):
     # The canary sensor: decide once each arm has this many labelled predictions.
     canary_min_labelled: int = Field(300, ge=1)
     canary_max_auc_regression: float = Field(0.0, ge=0, le=1)
+    # Drift on the live inference stream (sensor), beside the daily monitors.
+    online: OnlineDriftConfig = OnlineDriftConfig()
+    # fairness by segment (plan, country, channel): gaps between groups over these limits
+    fairness: FairnessConfig = FairnessConfig()
 
 
 class ActualsConfig(BaseModel):
@@ -261,6 +332,7 @@ class ModelConfig(BaseModel):
     thresholds: Thresholds = Thresholds()
     label_engine: LabelEngineConfig = LabelEngineConfig()
     serving: ServingConfig = ServingConfig()
+    explain: ExplainConfig = ExplainConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     retrain_cron: str = "0 2 * * 0"
 

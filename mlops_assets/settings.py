@@ -136,6 +136,17 @@ class Settings(BaseSettings):
     api_dagster_url: str = "http://127.0.0.1:3000"
     api_port: int = Field(default=8090, ge=1024, le=65535)
     api_read_cache_seconds: float = Field(default=2.0, ge=0)
+    # Alerts (mlops_assets/monitoring/alerts.py): the Slack-compatible incoming webhook incidents
+    # are posted to (unset: they are only logged), the Dagster UI their links open, and the
+    # serving error-rate limit (share of requests rejected or failed over an interval of at least
+    # alerts_min_requests requests, the sensor's check on the local server; Prometheus's rule in
+    # deploy/monitoring/alert_rules.yml in production).
+    alerts_webhook_url: SecretStr | None = None
+    alerts_ui_url: str = "http://127.0.0.1:3000"
+    alerts_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    alerts_error_rate_limit: float = Field(default=0.05, gt=0, le=1)
+    alerts_min_requests: int = Field(default=20, ge=1)
+    alerts_error_window_seconds: float = Field(default=300, gt=0)
 
     @model_validator(mode="after")
     def _dvc_root_follows_the_data_folder(self) -> Settings:

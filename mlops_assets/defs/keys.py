@@ -82,6 +82,15 @@ def retrain_sensor_name(model: ModelConfig) -> str:
     return f"retrain_{model.name}_on_degradation"
 
 
+def online_drift_sensor_name(model: ModelConfig) -> str:
+    return f"{model.name}_online_drift_sensor"
+
+
 def rollout_job_name(action: str, model: ModelConfig) -> str:
     """`promote_<model>` or `rollback_<model>`."""
     return f"{action}_{model.name}"
+
+
+def log_maintenance_key(model: ModelConfig) -> dg.AssetKey:
+    """The upkeep (compaction, snapshot expiry) of the model's inference log."""
+    return dg.AssetKey(["maintenance", model.name, "inference_log"])

@@ -72,10 +72,12 @@ def upsert_sql(table: str) -> str:
 class MonotonicSqliteOnlineStore(SqliteOnlineStore):
     def connection(self, config: RepoConfig) -> sqlite3.Connection:
         conn = self._get_conn(config)
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {LAYOUTS} "
-            "(id INTEGER PRIMARY KEY, table_name TEXT, feature_names TEXT, UNIQUE(table_name, feature_names))"
-        )
+        if getattr(self, "_layouts_ready", None) is not conn:  # once per connection
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {LAYOUTS} "
+                "(id INTEGER PRIMARY KEY, table_name TEXT, feature_names TEXT, UNIQUE(table_name, feature_names))"
+            )
+            self._layouts_ready = conn
         return conn
 
     def layout_id(self, conn: sqlite3.Connection, table: str, names: Sequence[str]) -> int:
@@ -152,7 +154,11 @@ class MonotonicSqliteOnlineStore(SqliteOnlineStore):
                 keys,
             )
         }
-        layouts = self._layouts(conn, name) if found else {}
+        # A layout id is a hash of its table and names: once read, its names never change.
+        cache = self.__dict__.setdefault("_layout_cache", {})
+        layouts = cache.get(name, {})
+        if any(layout not in layouts for layout, _, _ in found.values()):
+            layouts = cache[name] = self._layouts(conn, name)
         wanted = set(requested_features) if requested_features else None
         result: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
         for key in keys:

@@ -21,7 +21,9 @@ UTC_MICROS = pa.timestamp("us", tz="UTC")
 
 def predictions_as_of(table: Any, catalog: Any, name: str, schema: pa.Schema) -> Any:
     """Before `scored_at` existed, prediction_timestamp was the run's wall clock: it moves to
-    scored_at, and prediction_timestamp becomes the as-of time (the day after the scored day)."""
+    scored_at, and prediction_timestamp becomes the as-of time (the day after the scored day).
+    `top_reasons` is added at the end, never backfilled (older rows read null)."""
+    table = _add_top_reasons(table)
 
     def add_scored_at(update: Any) -> None:
         from pyiceberg.types import TimestamptzType
@@ -47,6 +49,23 @@ def predictions_as_of(table: Any, catalog: Any, name: str, schema: pa.Schema) ->
         change=add_scored_at,
         rewrite=rewrite,
     )
+
+
+def _add_top_reasons(table: Any, attempts: int = 10) -> Any:
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.types import StringType
+
+    for attempt in range(1, attempts + 1):
+        if "top_reasons" in table.schema().column_names:
+            return table
+        try:
+            with table.update_schema() as update:
+                update.add_column("top_reasons", StringType(), doc="top contributions, JSON")
+        except (CommitFailedException, ValueError):  # a concurrent writer added it first
+            if attempt == attempts:
+                raise
+        table = table.refresh()
+    return table
 
 
 _NULLABLE = ("feature", "model_version")

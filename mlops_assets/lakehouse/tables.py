@@ -82,6 +82,9 @@ PREDICTIONS = IcebergTable(
         ("scored_at", "timestamptz", False),
         ("actual", "int32", True),
         ("actual_timestamp", "timestamptz", True),
+        # JSON [{"feature", "contribution"}, ...]: the row's largest contributions in log-odds
+        # (model config `explain.top_reasons_k`); null when off, and in rows scored before.
+        ("top_reasons", "string", True),
     ],
     "prediction_date",
     "Daily batch predictions, one row per entity and scored day, with delayed actuals.",

@@ -72,6 +72,54 @@ def drift_per_feature(table: pd.DataFrame, day) -> bytes | None:
     return png
 
 
+def fairness_per_group(table: pd.DataFrame, day) -> bytes | None:
+    """One panel per segment attribute: each group's rates on `day` side by side (groups too
+    small to judge have no rates and are left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mlops_assets.monitoring.fairness import METRICS
+
+    rows = table[
+        (table["monitor"] == "fairness")
+        & (table["day"] == day)
+        & table["metric"].isin(METRICS)
+        & table["feature"].str.contains("=", na=False)
+    ].dropna(subset=["value"])
+    if rows.empty:
+        return None
+    split = rows["feature"].str.split("=", n=1)
+    rows = rows.assign(attribute=split.str[0], group=split.str[1])
+    attributes = sorted(rows["attribute"].unique())
+    heights = [rows.loc[rows["attribute"] == a, "group"].nunique() for a in attributes]
+    fig, axes = plt.subplots(
+        len(attributes), 1, figsize=(7, 0.9 * sum(heights) + 1.2 * len(attributes)), squeeze=False
+    )
+    for ax, attribute in zip(axes[:, 0], attributes, strict=True):
+        wide = rows[rows["attribute"] == attribute].pivot(
+            index="group", columns="metric", values="value"
+        )
+        wide = wide[[m for m in METRICS if m in wide.columns]].sort_index()
+        wide.plot.barh(ax=ax, width=0.8, legend=False)
+        ax.set_xlim(0, 1)
+        ax.set_ylabel("")
+        gaps = table[
+            (table["monitor"] == "fairness")
+            & (table["day"] == day)
+            & (table["feature"] == attribute)
+            & table["breached"]
+        ]
+        over = ", ".join(sorted(gaps["metric"])) or "none"
+        ax.set_title(f"{attribute} on {day} (gaps over their limit: {over})", fontsize=9)
+    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.tight_layout()
+    png = _png(fig)
+    plt.close(fig)
+    return png
+
+
 def markdown(png: bytes, title: str) -> str:
     return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
 

@@ -26,7 +26,9 @@ class Monitor:
     compute: str  # "module:function" under mlops_assets.monitoring, (inputs, day) -> result
     reads_features: bool = False  # needs the feature store
     reads_actuals: bool = False  # depends on the delayed actuals
-    per_feature_plot: bool = False  # also plot the last day's number per feature
+    # A function of plots.py, (table, day) -> PNG, drawing the last day in detail (per feature,
+    # per group); shown in the materialization's metadata under the function's name.
+    day_plot: str | None = None
 
     def run(self, inputs: MonitorInputs, day: dt.date) -> MonitorResult:
         module, function = self.compute.split(":")
@@ -58,7 +60,7 @@ MONITORS: dict[str, Monitor] = {
             True,
             "drift:feature_drift",
             reads_features=True,
-            per_feature_plot=True,
+            day_plot="drift_per_feature",
         ),
         Monitor(
             "prediction_drift",
@@ -76,6 +78,22 @@ MONITORS: dict[str, Monitor] = {
             False,
             "quality:data_quality",
             reads_features=True,
+        ),
+        Monitor(
+            "fairness",
+            "fairness_within_thresholds",
+            "Selection rate, recall, false positive rate, precision and ROC AUC per group of each "
+            "segment attribute (plan, country, channel: the features the predictions were made "
+            "with) on the predictions whose actuals are due, with fairlearn's MetricFrame; "
+            "breached when the gap between groups of a metric crosses its configured limit. Not "
+            "a retraining trigger: a model retrained on the same data learns the same gap; "
+            "closing it takes a decision (features, sample weights, per-group thresholds).",
+            "max_gap_to_limit",
+            False,
+            "fairness:fairness",
+            reads_features=True,
+            reads_actuals=True,
+            day_plot="fairness_per_group",
         ),
     )
 }

@@ -67,8 +67,12 @@ def score(
     `prediction_timestamp` is the day's as-of time, `scored_at` is `now` (the run's wall clock)."""
     if features.empty:
         raise ScoringError(f"no {config.entity} with features on {day}")
+    from mlops_assets.serving.explain_api import top_reasons
+
     scores, versions, labels = _predict(config, model, model_version, features, challenger)
-    return _rows(config, features, scores, versions, labels, day, now)
+    by_version = {model_version: model, **({challenger[1]: challenger[0]} if challenger else {})}
+    reasons = top_reasons(config, by_version, features, versions)
+    return _rows(config, features, scores, versions, labels, day, now, reasons)
 
 
 def _predict(
@@ -106,8 +110,10 @@ def _predict(
     return scores, versions, labels
 
 
-def _rows(config, features, scores, versions, labels, day: dt.date, now: dt.datetime) -> pa.Table:
-    """The day's rows in the predictions table's schema."""
+def _rows(
+    config, features, scores, versions, labels, day: dt.date, now: dt.datetime, reasons=None
+) -> pa.Table:
+    """The day's rows in the predictions table's schema (`reasons`: top_reasons, or None)."""
     import pyarrow.compute as pc
 
     keys = {k: pa.array(features[k].to_numpy().astype("int64")) for k in config.join_keys}
@@ -135,6 +141,7 @@ def _rows(config, features, scores, versions, labels, day: dt.date, now: dt.date
             "scored_at": constant(now),
             "actual": pa.nulls(n, pa.int32()),
             "actual_timestamp": pa.nulls(n, timestamp),
+            "top_reasons": pa.array(reasons if reasons is not None else [None] * n, pa.string()),
         },
         schema=predictions_table(config).schema,
     )
@@ -222,16 +229,24 @@ def _score_chunk(
     days: list[tuple[dt.date, pd.DataFrame]],
     now: dt.datetime,
 ) -> list[pa.Table]:
-    """Several days' rows predicted in one call, then cut back into one table per day."""
+    """Several days' rows predicted (and explained: `explain.top_reasons_k`) in one call, then cut
+    back into one table per day."""
+    from mlops_assets.serving.explain_api import top_reasons
+
     model, version, challenger = models
     everything = pd.concat([features for _, features in days], ignore_index=True)
     scores, versions, labels = _predict(config, model, version, everything, challenger)
+    by_version = {version: model, **({challenger[1]: challenger[0]} if challenger else {})}
+    reasons = top_reasons(config, by_version, everything, versions)
     tables, start = [], 0
     for day, features in days:
         rows = slice(start, start + len(features))
         start += len(features)
         day_labels = {name: values[rows] for name, values in labels.items()}
-        tables.append(_rows(config, features, scores[rows], versions[rows], day_labels, day, now))
+        day_reasons = reasons[rows] if reasons is not None else None
+        tables.append(
+            _rows(config, features, scores[rows], versions[rows], day_labels, day, now, day_reasons)
+        )
     return tables
 
 

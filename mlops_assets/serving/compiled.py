@@ -39,6 +39,17 @@ class CompiledModel:
         )
         self.depth = int(max(t.get_max_depth() for t in trees)) + 1
         self.baseline = float(np.ravel(clf._baseline_prediction)[0])
+        # For the walk: a leaf is its own child both ways (a row that reached it stays there, so
+        # every level can step every tree), children[node, 1] is the left one, [node, 0] the right.
+        nodes_index = np.arange(len(self.feature))
+        self.children = np.stack(
+            [
+                np.where(self.is_leaf, nodes_index, self.right),
+                np.where(self.is_leaf, nodes_index, self.left),
+            ],
+            axis=1,
+        )
+        self.step_feature = np.where(self.is_leaf, 0, self.feature)
 
     @classmethod
     def compile(cls, pipeline: Any) -> CompiledModel | None:
@@ -85,23 +96,23 @@ class CompiledModel:
         return X
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """P(label = 1) per row: every tree walked at once, one depth level per step."""
+        """P(label = 1) per row: every tree walked at once, one depth level per step (a tree
+        whose leaf is reached stays on it)."""
         n = X.shape[0]
         node = np.broadcast_to(self.roots, (n, len(self.roots))).copy()
         rows = np.arange(n)[:, None]
-        for _ in range(self.depth):
-            leaf = self.is_leaf[node]
-            if leaf.all():
+        for _ in range(self.depth - 1):  # depth - 1 steps reach the deepest leaf
+            if self.is_leaf[node].all():
                 break
-            value = X[rows, self.feature[node]]
-            missing = np.isnan(value)
-            go_left = np.where(missing, self.missing_left[node], value <= self.threshold[node])
+            value = X[rows, self.step_feature[node]]
+            go_left = np.where(
+                np.isnan(value), self.missing_left[node], value <= self.threshold[node]
+            )
             if self.n_codes:
                 code = np.where((value >= 0) & (value < self.n_codes), value, self.n_codes)
                 cat_left = self.categorical_left[node, code.astype(np.intp)]
                 go_left = np.where(self.is_categorical[node], cat_left, go_left)
-            step = np.where(go_left, self.left[node], self.right[node])
-            node = np.where(leaf, node, step)
+            node = self.children[node, go_left.view(np.uint8)]
         raw = self.baseline + self.value[node].sum(axis=1)
         return 1.0 / (1.0 + np.exp(-raw))
 

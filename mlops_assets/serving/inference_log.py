@@ -7,9 +7,12 @@ prediction is valid for (as of): the request's `request_ts` when the client gave
 arrival time. A table created before `prediction_timestamp` existed gains the column (a schema
 evolution; its older rows read null there) the first time a writer opens it.
 
-The request path only puts a tuple on a queue; a writer process commits batches (every
-`log_flush_rows` rows or `log_flush_seconds`), so Iceberg commits never hold the server's GIL. On a
-clean shutdown the queue is drained and the last batch committed before the process exits.
+The request path only appends a tuple to a list (the features as they are: the writer process
+encodes them as JSON); a shipping thread hands what accumulated to the writer process every
+`SHIP_SECONDS` (one queue put per batch rather than one per request, so the request path never
+wakes the queue's feeder thread), and the writer commits batches (every `log_flush_rows` rows or
+`log_flush_seconds`), so Iceberg commits never hold the server's GIL. On a clean shutdown the rows
+are shipped, the queue drained and the last batch committed before the process exits.
 Concurrent writers (several servers, or a server and a backfill) are safe: a commit that loses the
 race re-reads the table and retries.
 """
@@ -23,6 +26,7 @@ import math
 import multiprocessing as mp
 import queue
 import random
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 
 _STOP = None
 _EMPTY = object()
+# How often the server hands its accumulated rows to the writer process.
+SHIP_SECONDS = 0.05
 
 
 def append_with_retry(table: Any, rows: pa.Table, attempts: int = 50) -> int:
@@ -63,6 +69,14 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     return value
+
+
+def features_json(features: str | dict[str, Any]) -> str:
+    """A row's `features` column: the features used, as JSON (NaN/inf as null, times as ISO
+    8601); a string is taken as already encoded."""
+    if isinstance(features, str):
+        return features
+    return json.dumps({k: _json_value(v) for k, v in features.items()})
 
 
 class InferenceLog:
@@ -98,6 +112,24 @@ class InferenceLog:
             daemon=False,
         )
         self._process.start()
+        self._rows: list[tuple] = []
+        self._rows_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._shipper = threading.Thread(
+            target=self._ship_every, name=f"inference-log-ship-{model}", daemon=True
+        )
+        self._shipper.start()
+
+    def _ship_every(self) -> None:
+        while not self._stopping.wait(SHIP_SECONDS):
+            self._ship()
+
+    def _ship(self) -> None:
+        """Hand the rows recorded since the last call to the writer, as one queue item."""
+        with self._rows_lock:
+            rows, self._rows = self._rows, []
+        if rows:
+            self._queue.put(rows)
 
     def record(
         self,
@@ -120,32 +152,34 @@ class InferenceLog:
             result[k] for k in ("score", "prediction", "risk_band", "rule", "model_version", "arm")
         ]
         customers = result.get("customer_id") or [None] * len(features)
-        for (score, prediction, band, rule, version, arm), customer, keys, used, valid in zip(
-            zip(*columns, strict=True),
-            customers,
-            self._entity_keys(result),
-            features,
-            as_of,
-            strict=True,
-        ):
-            self._queue.put(
-                (
-                    request_id,
-                    None if customer is None else int(customer),
-                    json.dumps({k: _json_value(v) for k, v in used.items()}),
-                    float(score),
-                    int(prediction),
-                    str(band),
-                    str(rule),
-                    str(version),
-                    str(arm),
-                    latency_ms,
-                    micros,
-                    valid,
-                    self._model,
-                    keys,
-                )
+        rows = [
+            (
+                request_id,
+                None if customer is None else int(customer),
+                dict(used),  # encoded as JSON by the writer process (features_json)
+                float(score),
+                int(prediction),
+                str(band),
+                str(rule),
+                str(version),
+                str(arm),
+                latency_ms,
+                micros,
+                valid,
+                self._model,
+                keys,
             )
+            for (score, prediction, band, rule, version, arm), customer, keys, used, valid in zip(
+                zip(*columns, strict=True),
+                customers,
+                self._entity_keys(result),
+                features,
+                as_of,
+                strict=True,
+            )
+        ]
+        with self._rows_lock:
+            self._rows.extend(rows)
 
     def _entity_keys(self, result: dict[str, list[Any]]) -> list[str]:
         """Per row, its join keys as a JSON object (integers: no escaping needed)."""
@@ -159,6 +193,9 @@ class InferenceLog:
 
     def close(self, timeout: float = 60.0) -> int | None:
         """Flush everything and stop the writer; returns its exit code."""
+        self._stopping.set()
+        self._shipper.join()
+        self._ship()
         self._queue.put(_STOP)
         self._queue.close()
         self._queue.join_thread()
@@ -171,12 +208,14 @@ class InferenceLog:
 
 
 def rows_to_arrow(rows: list[tuple]) -> pa.Table:
-    """Rows as `record` queues them: ten values, requested_at and prediction_timestamp as
-    microseconds since the epoch, the model's name and the row's join keys (JSON). A row of 11
-    values is valid as of its arrival; one of 11 or 12 has no model name or keys (null)."""
+    """Rows as `record` queues them: ten values (the features a JSON string, or a dict
+    `features_json` encodes), requested_at and prediction_timestamp as microseconds since the
+    epoch, the model's name and the row's join keys (JSON). A row of 11 values is valid as of its
+    arrival; one of 11 or 12 has no model name or keys (null)."""
     rows = [r if len(r) >= 12 else (*r, r[10]) for r in rows]
     rows = [r if len(r) == 14 else (*r, None, None) for r in rows]
     columns = list(zip(*rows, strict=True))
+    columns[2] = tuple(features_json(f) for f in columns[2])
     stamp = pa.timestamp("us", tz="UTC")
     requested_at = pa.array(columns[10], pa.int64()).cast(stamp)
     days = pa.array([m // 86_400_000_000 for m in columns[10]], pa.int32()).cast(pa.date32())
@@ -221,7 +260,10 @@ def _writer_main(
         elif item is not _EMPTY:
             if not pending:
                 first_at = time.monotonic()
-            pending.append(item)
+            if isinstance(item, list):  # a batch from the server's shipping thread
+                pending.extend(item)
+            else:
+                pending.append(item)
         due = pending and (
             stopping or len(pending) >= flush_rows or time.monotonic() - first_at >= flush_seconds
         )

@@ -176,7 +176,10 @@ class Predictor(Model):
         return [{"name": name, "datatype": dtype, "shape": [-1]} for name, dtype in OUTPUTS]
 
     async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
-        raise Rejected(f"{self.name} has no explainer; use /v1/models/{self.name}:predict")
+        """V1 `:explain`: per-feature contributions per entity (serving/explain_api.py)."""
+        from mlops_assets.serving.explain_api import explain_request
+
+        return await explain_request(self, payload, headers)
 
     # -- scoring -----------------------------------------------------------------------------
 

@@ -75,6 +75,10 @@ def build_repository(
             predictor = Predictor(config, registry, spec, reader, inference_logs[name])
             predictor.load()  # NotReady propagates: the caller keeps what it had
             self.update(predictor)
+            # What loading left on the heap (Feast, MLflow, sklearn, the model) lives as long as
+            # the server: out of the collector's sight, a full collection during a request walks
+            # only what requests allocate (tens of ms less at the tail).
+            gc.freeze()
             log.info("serving %s: %s", name, predictor.spec.split())
             return True
 
@@ -197,6 +201,7 @@ def _run(
     from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
+    from mlops_assets.serving.fast_path import FastPath
     from mlops_assets.serving.guard import RequestGuard
     from mlops_assets.serving.handlers import rest_server_class
 
@@ -236,6 +241,8 @@ def _run(
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     limits = {c.name: c.serving.max_body_bytes for c in configs}
     app.add_middleware(RequestGuard, max_bytes=limits, models=models)
+    # The predict routes skip FastAPI's per-request machinery (same answers, see fast_path.py).
+    rest.config.app = FastPath(app, rest.dataplane, limits, models)
     # uvicorn re-raises the stop signal after its graceful shutdown; with the default handler that
     # would kill the process before the inference log is flushed.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):

@@ -123,6 +123,7 @@ def test_daily_schedules_succeed_one_partition_at_a_time_day_after_day(scheduled
         "feature_drift",
         "prediction_drift",
         "data_quality",
+        "fairness",
     }
 
 

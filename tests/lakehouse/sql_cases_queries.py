@@ -146,6 +146,7 @@ QUERY_CASES: dict[str, Case] = {
             "timestamp(6) with time zone",
             "integer",
             "timestamp(6) with time zone",
+            "varchar",
         ],
     ),
     "online_latency_percentile": Case(

@@ -195,6 +195,6 @@ def check(req: Request, status: int, raw: bytes, response: http.client.HTTPRespo
         assert isinstance(answer, dict) and isinstance(answer.get("error"), str), shown
         assert answer["error"] and answer.get("reason") in REASONS, shown
         pool.reasons[answer["reason"]] += 1
-    elif req.path in (V1, V2) and req.method == "POST":
+    elif req.method == "POST" and req.path.split("?")[0].endswith((":predict", "/infer")):
         answer = json.loads(raw)
         assert answer.get("predictions") or answer.get("outputs"), shown

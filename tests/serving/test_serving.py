@@ -113,7 +113,7 @@ def test_a_bad_request_leaves_the_keep_alive_connection_usable(shop):
         (V2, json.dumps({"inputs": None}), 400),
         (V1, b" " * (BASE.serving.max_body_bytes + 1), 413),
         ("/v1/models/fraud:predict", good, 404),
-        (f"/v1/models/{BASE.name}:explain", good, 400),
+        (f"/v1/models/{BASE.name}:explain", json.dumps({"instances": []}), 400),
     ]
     conn = http.client.HTTPConnection("127.0.0.1", shop["port"], timeout=30)
     try:

@@ -80,12 +80,11 @@ def _metadata(catalog, model: ModelConfig, monitor: Monitor, results: list) -> d
     if png:
         metadata["plot"] = dg.MetadataValue.md(plots.markdown(png, f"{monitor.name} over time"))
         metadata["plot_file"] = dg.MetadataValue.path(str(plots.save(png, folder, monitor.name)))
-    if monitor.per_feature_plot:
-        png = plots.drift_per_feature(table, last.day)
+    if monitor.day_plot:
+        png = getattr(plots, monitor.day_plot)(table, last.day)
         if png:
-            metadata["drift_per_feature"] = dg.MetadataValue.md(
-                plots.markdown(png, "PSI per feature")
-            )
+            title = f"{monitor.day_plot.replace('_', ' ')} on {last.day}"
+            metadata[monitor.day_plot] = dg.MetadataValue.md(plots.markdown(png, title))
     return metadata
 
 

@@ -14,6 +14,7 @@ from mlops_assets.model_config import ModelConfig, model_configs
 from mlops_assets.resources import LakehouseCatalogResource
 
 ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+SENSOR_TRIGGERS = ("degradation", "online_drift")  # TRIGGER_TAG of the retrainings sensors launch
 
 
 def retrain_sensor(model: ModelConfig) -> dg.SensorDefinition:
@@ -37,21 +38,17 @@ def retrain_sensor(model: ModelConfig) -> dg.SensorDefinition:
         from mlops_assets.monitoring.decisions import retrain_decision
         from mlops_assets.monitoring.results import read_table
 
-        in_flight = context.instance.get_run_records(
-            filters=dg.RunsFilter(job_name=job_name, statuses=ACTIVE), limit=1
-        )
-        if in_flight:
-            run_id = in_flight[0].dagster_run.run_id
-            return dg.SkipReason(f"{job_name} is already running ({run_id})")
+        running = retrain_in_flight(context.instance, job_name)
+        if running:
+            return dg.SkipReason(f"{job_name} is already running ({running})")
         cursor = json.loads(context.cursor) if context.cursor else {}
         handled = set(cursor.get("handled", []))
-        last_launch = cursor.get("last_launch")
         now = dt.datetime.now(dt.UTC)
         decision = retrain_decision(
             read_table(lakehouse.catalog(), model),
             limits.consecutive_days,
             handled,
-            dt.datetime.fromisoformat(last_launch) if last_launch else None,
+            last_retrain_launch(context.instance, job_name, cursor.get("last_launch")),
             limits.cooldown_hours,
             now,
         )
@@ -65,6 +62,30 @@ def retrain_sensor(model: ModelConfig) -> dg.SensorDefinition:
         return _run_request(model, decision)
 
     return retrain_on_degradation
+
+
+def retrain_in_flight(instance: dg.DagsterInstance, job_name: str) -> str | None:
+    """The run id of a queued or running retraining of the job, if any."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=job_name, statuses=ACTIVE), limit=1
+    )
+    return records[0].dagster_run.run_id if records else None
+
+
+def last_retrain_launch(
+    instance: dg.DagsterInstance, job_name: str, own: str | None = None
+) -> dt.datetime | None:
+    """When a sensor last launched the model's retraining: the newest run of its retrain job
+    triggered by a sensor (daily degradation or online drift; a first model, a schedule or a user
+    does not start the cooldown), or the sensor's own record (`own`, ISO), the later one. Every
+    retraining sensor of a model shares the cooldown through this."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=job_name, tags={TRIGGER_TAG: list(SENSOR_TRIGGERS)}),
+        limit=1,
+    )
+    times = [dt.datetime.fromtimestamp(r.create_timestamp.timestamp(), dt.UTC) for r in records]
+    times += [dt.datetime.fromisoformat(own)] if own else []
+    return max(times, default=None)
 
 
 def _run_request(model: ModelConfig, decision) -> dg.RunRequest:
