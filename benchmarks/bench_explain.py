@@ -26,6 +26,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from serving_harness import bulk_materialize_service
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -54,7 +55,6 @@ def main() -> None:
 
 
 def bench_route(args) -> dict:
-    from mlops_assets.features.bulk import bulk_materialize
     from mlops_assets.features.store import apply_feature_repo
     from mlops_assets.model_config import model_configs
     from mlops_assets.resources import open_resources
@@ -79,9 +79,7 @@ def bench_route(args) -> dict:
         store = res.feature_store.store()
         apply_feature_repo(store)
         start = dt.datetime.combine(SYNTHETIC_LAST, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
-        bulk_materialize(
-            _ServiceViews(store, config.feature_service), start, start + dt.timedelta(days=2)
-        )
+        bulk_materialize_service(store, config.feature_service, start, start + dt.timedelta(days=2))
         registry = res.model_registry.registry()
         version, model = register_synthetic_champion(registry, config, data / "train_set")
         deploy(registry, res.deployer, config, actor="bench", reason="benchmark")
@@ -95,22 +93,6 @@ def bench_route(args) -> dict:
     shutil.rmtree(data, ignore_errors=True)
     trees = len(model.named_steps["clf"]._predictors)
     return {"customers": args.customers, "model_version": version, "trees": trees, **rounds}
-
-
-class _ServiceViews:
-    """The store seen through one feature service (the synthetic gold table has no orders for
-    the other models' views)."""
-
-    def __init__(self, store, service: str):
-        self._store = store
-        wanted = {p.name for p in store.get_feature_service(service).feature_view_projections}
-        self._views = [v for v in store.list_feature_views() if v.name in wanted]
-
-    def list_feature_views(self):
-        return self._views
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
 
 
 def _rounds(args, port: int, model: str, request_ts: str) -> dict:

@@ -24,6 +24,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from mlops_assets.serving.guard import RequestGuard, replay
+
 _V1_PREDICT = re.compile(r"/v1/models/(?P<model>[^/]+):predict")
 _V2_INFER = re.compile(r"/v2/models/(?P<model>[^/]+)/infer")
 
@@ -43,8 +45,6 @@ class FastPath:
         max_bytes: int | Mapping[str, int],
         models: frozenset[str],
     ):
-        from mlops_assets.serving.guard import RequestGuard
-
         self.app = app
         self.dataplane = dataplane
         self.models = models
@@ -78,7 +78,7 @@ class FastPath:
             else:
                 response = await self._v2(model, body, scope)
         except _Delegate:
-            return await self.app(scope, _replay(body, receive), send)
+            return await self.app(scope, replay(body, receive), send)
         except Exception as exc:
             handler = self._handler_for(exc)
             if handler is None:
@@ -174,16 +174,3 @@ async def _read_body(receive: Any) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Any) -> Any:
-    sent = False
-
-    async def replayed() -> dict:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed

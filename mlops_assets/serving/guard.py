@@ -150,13 +150,13 @@ class RequestGuard:
             else:
                 check_v2_envelope(payload)
             scope = {**scope, "headers": _as_json(headers)}
-            return scope, _replay(body, receive)
+            return scope, replay(body, receive)
         # Chunked bodies have no length up front: read up to the limit before passing it on.
         if declared is None and method in ("POST", "PUT"):
             body = await self._read_body(receive, limit)
             if body is None:
                 return None, receive
-            return scope, _replay(body, receive)
+            return scope, replay(body, receive)
         return scope, receive
 
     async def _read_body(self, receive: Any, limit: int) -> bytes | None:
@@ -195,7 +195,8 @@ class RequestGuard:
         await send({"type": "http.response.body", "body": body})
 
 
-def _replay(body: bytes, receive: Any) -> Any:
+def replay(body: bytes, receive: Any) -> Any:
+    """An ASGI `receive` that hands out `body` (already read) first, then defers to `receive`."""
     sent = False
 
     async def replayed() -> dict:
