@@ -91,3 +91,16 @@ def resources(settings: Settings) -> Iterator[Any]:
 
     with open_resources(settings) as res:
         yield res
+
+
+@pytest.fixture(autouse=True)
+def _no_dagster_state_storage_from_an_earlier_test() -> Iterator[None]:
+    """Each test starts with no "current" Dagster defs-state storage. An entered DagsterInstance
+    publishes its storage in a context variable until it exits; one a sensor or schedule context
+    opened and never closed outlives its temporary instance, and the next test's
+    `load_from_defs_folder` then reads through a dead instance (seen once in a full run:
+    "Attempted to resolve undefined DagsterInstance weakref")."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield

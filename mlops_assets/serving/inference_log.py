@@ -19,6 +19,7 @@ race re-reads the table and retries.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -240,6 +241,10 @@ def _writer_main(
     # The server handles SIGINT/SIGTERM and stops us with the marker, after the last request.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Commits are background work: at a lower priority a commit never takes a core from a request
+    # in flight (the queue absorbs the delay; on 2 cores this is the p99 at 200 requests/s).
+    with contextlib.suppress(OSError):
+        os.nice(10)
     table = INFERENCE_LOG.open(reopen(properties), model)
     parent = os.getppid()
     pending: list[tuple] = []

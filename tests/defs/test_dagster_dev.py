@@ -111,11 +111,19 @@ def _finished_ticks(port: int) -> dict[str, dict]:
         "sensorState { status ticks(limit: 5) { status skipReason } } } } } } }",
     )["data"]["repositoriesOrError"]["nodes"]
     sensors = {s["name"]: s["sensorState"] for r in repos for s in r["sensors"]}
-    # Every model's retraining and canary sensors, running by default.
+    # Every model's retraining, online drift and canary sensors, and the alert sensor, running
+    # by default.
     assert {k: v["status"] for k, v in sensors.items()} == {
-        name: "RUNNING"
-        for model in ("churn", "fraud")
-        for name in (f"retrain_{model}_on_degradation", f"canary_{model}")
+        "lifecycle_alerts": "RUNNING",
+        **{
+            name: "RUNNING"
+            for model in ("churn", "fraud")
+            for name in (
+                f"retrain_{model}_on_degradation",
+                f"{model}_online_drift_sensor",
+                f"canary_{model}",
+            )
+        },
     }
     return {
         name: next(t for t in state["ticks"] if t["status"] != "STARTED")
@@ -148,13 +156,18 @@ def test_dagster_dev_loads_the_workspace(dagster_dev):
     # Poll for a finished tick of each, however slow the machine (no assumption on timing).
     deadline = time.monotonic() + 300
     ticks = _finished_ticks(port)
-    while len(ticks) < 4 and time.monotonic() < deadline:
+    while len(ticks) < 7 and time.monotonic() < deadline:
         time.sleep(2)
         ticks = _finished_ticks(port)
     for model in ("churn", "fraud"):
         assert ticks[f"retrain_{model}_on_degradation"]["status"] == "SKIPPED"
         assert "no degradation" in ticks[f"retrain_{model}_on_degradation"]["skipReason"]
         assert ticks[f"canary_{model}"]["skipReason"] == "no canary running"
+        # No server has logged a request: the stream sensor reads nothing and says so.
+        online = ticks[f"{model}_online_drift_sensor"]
+        assert online["status"] == "SKIPPED" and "0 new logged requests" in online["skipReason"]
+    alerts = ticks["lifecycle_alerts"]
+    assert alerts["status"] == "SKIPPED" and "no webhook configured" in alerts["skipReason"]
 
 
 def test_partitions_cover_the_worlds_days(dagster_dev):
