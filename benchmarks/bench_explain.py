@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from serving_harness import bulk_materialize_service
+from serving_harness import synthetic_champion_online
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -55,16 +55,13 @@ def main() -> None:
 
 
 def bench_route(args) -> dict:
-    from mlops_assets.features.store import apply_feature_repo
     from mlops_assets.model_config import model_configs
     from mlops_assets.resources import open_resources
     from mlops_assets.serving.rollout import deploy
     from mlops_assets.testing import (
         SYNTHETIC_LAST,
         free_port,
-        register_synthetic_champion,
         scratch_settings,
-        synthetic_gold_table,
     )
     from mlops_assets.world import World
 
@@ -75,13 +72,9 @@ def bench_route(args) -> dict:
     config = base.model_copy(update={"serving": base.serving.model_copy(update={"port": port})})
     with scratch_settings(data, World()) as settings, open_resources(settings) as res:
         print(f"setup: {args.customers:,} customers online, one synthetic MLflow champion")
-        synthetic_gold_table(args.customers, 1, settings.gold_dir / "customer_features.parquet")
-        store = res.feature_store.store()
-        apply_feature_repo(store)
-        start = dt.datetime.combine(SYNTHETIC_LAST, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
-        bulk_materialize_service(store, config.feature_service, start, start + dt.timedelta(days=2))
-        registry = res.model_registry.registry()
-        version, model = register_synthetic_champion(registry, config, data / "train_set")
+        _, registry, version, model = synthetic_champion_online(
+            args.customers, settings, res, data, config
+        )
         deploy(registry, res.deployer, config, actor="bench", reason="benchmark")
         request_ts = (
             dt.datetime.combine(SYNTHETIC_LAST, dt.time(), tzinfo=dt.UTC) + dt.timedelta(hours=12)

@@ -45,13 +45,13 @@ from pathlib import Path
 import numpy as np
 from serving_harness import (
     Client,
-    bulk_materialize_service,
     cpu_seconds,
     free_port,
     load_average,
     median_of_rounds,
     run_rate_parallel,
     summary,
+    synthetic_champion_online,
     wait_ready,
 )
 
@@ -117,28 +117,6 @@ def main() -> None:
     shutil.rmtree(data, ignore_errors=True)
 
 
-def setup(args, settings, res, data: Path, config):
-    """The online store filled with `args.customers` and an MLflow champion; returns the store,
-    the registry, the champion's version and its input columns."""
-
-    from mlops_assets.features.store import apply_feature_repo
-    from mlops_assets.testing import (
-        SYNTHETIC_LAST,
-        register_synthetic_champion,
-        synthetic_gold_table,
-    )
-
-    print(f"setup: {args.customers:,} customers in the online store, one MLflow champion")
-    synthetic_gold_table(args.customers, 1, settings.gold_dir / "customer_features.parquet")
-    store = res.feature_store.store()
-    apply_feature_repo(store)
-    start = dt.datetime.combine(SYNTHETIC_LAST, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
-    bulk_materialize_service(store, config.feature_service, start, start + dt.timedelta(days=2))
-    registry = res.model_registry.registry()
-    version, model = register_synthetic_champion(registry, config, data / "train_set")
-    return store, registry, version, list(model.feature_names_in_)
-
-
 def mlflow_serve(registry, config, version: str, port: int, log: Path) -> subprocess.Popen:
     """`mlflow models serve` of the champion: the naive path's model server."""
     bin_dir = Path(sys.executable).parent
@@ -197,7 +175,10 @@ def bench(args, settings, res, data: Path) -> dict:
     base = model_configs()["churn"]
     port, naive_port = free_port(), free_port()
     config = base.model_copy(update={"serving": base.serving.model_copy(update={"port": port})})
-    store, registry, version, columns = setup(args, settings, res, data, config)
+    store, registry, version, model = synthetic_champion_online(
+        args.customers, settings, res, data, config
+    )
+    columns = list(model.feature_names_in_)
     deploy(registry, res.deployer, config, actor="bench", reason="benchmark")
     naive = mlflow_serve(registry, config, version, naive_port, data / "mlflow_serve.log")
     request_ts = dt.datetime.combine(SYNTHETIC_LAST, dt.time(), tzinfo=dt.UTC) + dt.timedelta(

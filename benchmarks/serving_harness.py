@@ -11,6 +11,7 @@ many clients).
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import socket
 import statistics
@@ -210,3 +211,26 @@ def bulk_materialize_service(store, service: str, start, end) -> dict[str, int]:
     from mlops_assets.features.bulk import bulk_materialize
 
     return bulk_materialize(_ServiceViews(store, service), start, end)
+
+
+def synthetic_champion_online(customers: int, settings, res, data, config):
+    """The online store filled with `customers` (a synthetic gold table) and an MLflow champion
+    trained on synthetic rows; returns the store, the registry, the champion's version and its
+    fitted pipeline."""
+
+    from mlops_assets.features.store import apply_feature_repo
+    from mlops_assets.testing import (
+        SYNTHETIC_LAST,
+        register_synthetic_champion,
+        synthetic_gold_table,
+    )
+
+    print(f"setup: {customers:,} customers in the online store, one MLflow champion")
+    synthetic_gold_table(customers, 1, settings.gold_dir / "customer_features.parquet")
+    store = res.feature_store.store()
+    apply_feature_repo(store)
+    start = dt.datetime.combine(SYNTHETIC_LAST, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
+    bulk_materialize_service(store, config.feature_service, start, start + dt.timedelta(days=2))
+    registry = res.model_registry.registry()
+    version, model = register_synthetic_champion(registry, config, data / "train_set")
+    return store, registry, version, model
