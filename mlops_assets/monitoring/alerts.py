@@ -5,8 +5,8 @@ its limit: each becomes one `Alert`, posted once per incident to a Slack-compati
 webhook (`{"text": ..., "blocks": [...]}`) with a link to the run or asset.
 
 The decisions are pure functions over plain data (`incidents`, `error_rate_incidents`);
-delivery (de-duplication, retries, the queue) is mlops_assets/monitoring/webhook.py; the Dagster
-shell is mlops_assets/defs/monitoring/alerts.py."""
+delivery (de-duplication, retries, the queue) is webhook.py beside this module; the Dagster shell
+is the `lifecycle_alerts` sensor."""
 
 from __future__ import annotations
 
