@@ -1,7 +1,7 @@
 """`mlops`: the project's commands. Each parses its arguments and calls the library with the
 environment's resources (`mlops_assets.resources.open_resources`); heavy imports happen inside the
 commands. A command naming no model works on the only configured one. The serving commands
-(status, serve, deploy, promote, rollback, stop) live in `mlops_assets.serving.cli`."""
+(status, serve, deploy, promote, rollback, stop) live in `mlops_assets.serving_cli`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from mlops_assets.api.cli import api_app
-from mlops_assets.serving.cli import COMMANDS as SERVING_COMMANDS
+from mlops_assets.serving_cli import COMMANDS as SERVING_COMMANDS
 from mlops_assets.settings import PROJECT_ROOT, get_settings
 from mlops_assets.terminal import echo, fail
 
@@ -105,7 +105,7 @@ def _skip_final_collection() -> None:
     gc.freeze()
 
 
-# status, serve, deploy, promote, rollback, stop: mlops_assets/serving/cli.py. Registered here,
+# status, serve, deploy, promote, rollback, stop: mlops_assets/serving_cli.py. Registered here,
 # between demo and sql, so `mlops --help` lists the commands in the same order.
 for command in SERVING_COMMANDS:
     app.command()(command)

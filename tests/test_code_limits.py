@@ -80,7 +80,7 @@ def import_graph() -> dict[str, set[str]]:
 ENTRY_POINTS = (
     "mlops_assets.definitions",
     "mlops_assets.cli",
-    "mlops_assets.serving.cli",  # `mlops status/serve/deploy/...`, registered by mlops_assets.cli
+    "mlops_assets.serving_cli",  # `mlops status/serve/deploy/...`, registered by mlops_assets.cli
     "mlops_assets.api",  # `mlops api`: the control API's HTTP shell
     "mlops_assets.demo",
     "mlops_assets.testing",

@@ -100,6 +100,10 @@ class OnlineFeatureReader:
             self.views.append((view, names))
             self._positions.append(self._key_positions(service_name, view, projection))
         self.feature_names = [n for _, names in self.views + self.on_demand for n in names]
+        self._stored_names = [n for _, names in self.views for n in names]
+        self._view_groups: dict[tuple[int, ...], list[int]] = {}
+        for index, positions in enumerate(self._positions):
+            self._view_groups.setdefault(positions, []).append(index)
         # Request-time inputs of the on-demand views (request_ts): filled with the request's time.
         self.request_fields = sorted(
             {
@@ -161,22 +165,28 @@ class OnlineFeatureReader:
         returned (None when the store has none): the moment those values describe."""
         if not self._direct:
             return self._read_with_sdk(entity_rows, request_ts)
-        from feast.type_map import feast_value_type_to_python_type
+        from feast.infra.key_encoding_utils import serialize_entity_key
 
-        rows: list[dict[str, Any]] = [{} for _ in entity_rows]
+        version = self._config.entity_key_serialization_version
+        rows: list[dict[str, Any]] = [dict.fromkeys(self._stored_names) for _ in entity_rows]
         newest: list[datetime | None] = [None] * len(rows)
-        keys_by_positions: dict[tuple[int, ...], list[Any]] = {}
-        for (view, names), positions in zip(self.views, self._positions, strict=True):
-            keys = keys_by_positions.get(positions)
-            if keys is None:  # views on the same entities share their keys
-                keys = keys_by_positions[positions] = self._entity_keys(entity_rows, positions)
-            found = self._online.online_read(self._config, view, keys, names)
-            for i, (row, (event_ts, values)) in enumerate(zip(rows, found, strict=True)):
-                if values and event_ts is not None and (newest[i] is None or event_ts > newest[i]):
-                    newest[i] = event_ts
-                for name in names:
-                    value = (values or {}).get(name)
-                    row[name] = None if value is None else feast_value_type_to_python_type(value)
+        # Views on the same entities share their keys and one query.
+        for positions, members in self._view_groups.items():
+            keys = [
+                serialize_entity_key(k, entity_key_serialization_version=version)
+                for k in self._entity_keys(entity_rows, positions)
+            ]
+            views = [self.views[m] for m in members]
+            found = self._online.read_serialized(self._config, [v for v, _ in views], keys)
+            for (_, names), view_found in zip(views, found, strict=True):
+                for i, (row, (event_ts, values)) in enumerate(zip(rows, view_found, strict=True)):
+                    present = [n for n in names if n in values] if values else None
+                    if not present:
+                        continue  # the view has none of these features for this row
+                    if event_ts is not None and (newest[i] is None or event_ts > newest[i]):
+                        newest[i] = event_ts
+                    for name in present:
+                        row[name] = python_value(values[name])
         for odfv, names in self.on_demand:
             inputs: dict[str, list[Any]] = {
                 name: [row.get(name) for row in rows]
@@ -228,3 +238,20 @@ class OnlineFeatureReader:
             )
             newest.append(datetime.fromtimestamp(seconds, tz=UTC) if seconds else None)
         return rows, newest
+
+
+# Value kinds Feast returns as they are (no list, set, map, timestamp or JSON decoding).
+_SCALAR_KINDS = frozenset(
+    {"int32_val", "int64_val", "float_val", "double_val", "string_val", "bool_val", "bytes_val"}
+)
+
+
+def python_value(value: Any) -> Any:
+    """A stored Feast value as the SDK returns it (`feast_value_type_to_python_type`), with
+    scalars read directly: the SDK's function checks ~20 kinds first, on every feature."""
+    kind = value.WhichOneof("val")
+    if kind in _SCALAR_KINDS:
+        return getattr(value, kind)
+    from feast.type_map import feast_value_type_to_python_type
+
+    return feast_value_type_to_python_type(value)

@@ -18,6 +18,7 @@ nothing and recording an inverted interval.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
@@ -66,6 +67,17 @@ def upsert_sql(table: str) -> str:
         "event_ts = excluded.event_ts, created_ts = excluded.created_ts "
         f'WHERE excluded.event_ts > "{table}".event_ts OR (excluded.event_ts = "{table}".event_ts '
         f'AND coalesce(excluded.created_ts, 0) >= coalesce("{table}".created_ts, 0))'
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _select_sql(tables: tuple[str, ...], n_keys: int) -> str:
+    """One SELECT over `tables` (UNION ALL), each row tagged with its table's position."""
+    marks = ",".join("?" * n_keys)
+    return " UNION ALL ".join(
+        f'SELECT {i}, entity_key, layout_id, feature_values, event_ts FROM "{t}" '
+        f"WHERE entity_key IN ({marks})"
+        for i, t in enumerate(tables)
     )
 
 
@@ -140,40 +152,50 @@ class MonotonicSqliteOnlineStore(SqliteOnlineStore):
         entity_keys: list[EntityKeyProto],
         requested_features: list[str] | None = None,
     ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
-        conn = self.connection(config)
-        name = table_name(config, table)
         version = config.entity_key_serialization_version
         keys = [
             serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys
         ]
-        found = {
-            key: (layout, blob, ts)
-            for key, layout, blob, ts in conn.execute(
-                f'SELECT entity_key, layout_id, feature_values, event_ts FROM "{name}" '
-                f"WHERE entity_key IN ({','.join('?' * len(keys))})",
-                keys,
-            )
-        }
+        found = self.read_serialized(config, [table], keys)[0]
+        if not requested_features:
+            return found
+        wanted = set(requested_features)
+        return [
+            (ts, None if values is None else {n: v for n, v in values.items() if n in wanted})
+            for ts, values in found
+        ]
+
+    def read_serialized(
+        self, config: RepoConfig, views: Sequence[FeatureView], keys: list[bytes]
+    ) -> list[list[tuple[datetime | None, dict[str, ValueProto] | None]]]:
+        """Per view, per key: (event time, every stored value by feature name), or (None, None)
+        where the view has no row for the key. `keys` are serialized entity keys every view is
+        keyed by; one query reads all the views (the model server's feature lookup)."""
+        conn = self.connection(config)
+        names = [table_name(config, view) for view in views]
+        found: list[dict[bytes, tuple]] = [{} for _ in names]
+        for i, key, layout, blob, ts in conn.execute(
+            _select_sql(tuple(names), len(keys)), keys * len(names)
+        ):
+            found[i][key] = (layout, blob, ts)
         # A layout id is a hash of its table and names: once read, its names never change.
         cache = self.__dict__.setdefault("_layout_cache", {})
-        layouts = cache.get(name, {})
-        if any(layout not in layouts for layout, _, _ in found.values()):
-            layouts = cache[name] = self._layouts(conn, name)
-        wanted = set(requested_features) if requested_features else None
-        result: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
-        for key in keys:
-            hit = found.get(key)
-            if hit is None:
-                result.append((None, None))
-                continue
-            layout, blob, ts = hit
-            values = RepeatedValue.FromString(blob).val
-            features = {
-                n: v
-                for n, v in zip(layouts[layout], values, strict=True)
-                if wanted is None or n in wanted
-            }
-            result.append((datetime.fromtimestamp(ts, tz=UTC), features))
+        result = []
+        for name, hits in zip(names, found, strict=True):
+            layouts = cache.get(name, {})
+            if any(layout not in layouts for layout, _, _ in hits.values()):
+                layouts = cache[name] = self._layouts(conn, name)
+            view_result: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
+            for key in keys:
+                hit = hits.get(key)
+                if hit is None:
+                    view_result.append((None, None))
+                    continue
+                layout, blob, ts = hit
+                values = RepeatedValue.FromString(blob).val
+                stamp = datetime.fromtimestamp(ts, tz=UTC)
+                view_result.append((stamp, dict(zip(layouts[layout], values, strict=True))))
+            result.append(view_result)
         return result
 
     def update(

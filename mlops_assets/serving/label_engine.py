@@ -3,7 +3,10 @@ with overrides the business owns. Rules come from the model config, not code."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import sys
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,16 +46,58 @@ def apply_rules(
     }
 
 
+def apply_rules_rows(
+    scores: Sequence[float],
+    rows: Sequence[Mapping[str, Any]],
+    rules: LabelEngineConfig,
+    thresholds: Sequence[float],
+) -> dict[str, list]:
+    """`apply_rules` row by row in plain Python, as lists: for a request's few rows, where numpy's
+    per-call cost was most of the layer's time (same answers: tested against `apply_rules`).
+    `rows` are feature dicts (a missing feature counts as None)."""
+    plan = _plan(rules)
+    last = len(plan.order) - 1
+    out: dict[str, list] = {"risk_band": [], "prediction": [], "rule": []}
+    for score, row, threshold in zip(scores, rows, thresholds, strict=True):
+        rank = plan.rank_list[min(max(bisect_right(plan.edge_list, score) - 1, 0), last)]
+        reason = "score"
+        for name, when, min_values, floor in plan.overrides:
+            if (
+                rank < floor
+                and all(row.get(column) in allowed for column, allowed in when)
+                and all(_as_number(row.get(column)) >= low for column, low in min_values)
+            ):
+                rank, reason = floor, f"override:{name}"
+        out["risk_band"].append(plan.names[rank])
+        out["prediction"].append(int(score >= threshold))
+        out["rule"].append(reason)
+    return out
+
+
+def _as_number(value: Any) -> float:
+    """A value as `apply_rules` compares it with a minimum: None and NaN as -inf, infinities as
+    the largest finite floats (numpy's nan_to_num)."""
+    number = math.nan if value is None else float(value)
+    if math.isnan(number):
+        return -math.inf
+    if math.isinf(number):
+        return math.copysign(sys.float_info.max, number)
+    return number
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What apply_rules derives from a config, once: band edges in order, each band's rank, the
-    band names by rank, and per override its conditions and floor rank."""
+    band names by rank, and per override its conditions and floor rank; as plain lists for
+    apply_rules_rows: the sorted edges and the rank of the band at each."""
 
     sorted_edges: np.ndarray
     order: np.ndarray
     ranks: np.ndarray
     names: np.ndarray
     overrides: tuple[tuple[str, tuple, tuple, int], ...]
+    edge_list: list[float]
+    rank_list: list[int]
 
 
 _PLANS: dict[int, tuple[LabelEngineConfig, _Plan]] = {}
@@ -79,6 +124,8 @@ def _plan(rules: LabelEngineConfig) -> _Plan:
             )
             for o in rules.overrides
         ),
+        edge_list=edges[order].tolist(),
+        rank_list=[rules.band_rank(bands[i].name) for i in order],
     )
     if len(_PLANS) > 64:  # configs are few; a long-lived process may see reloaded copies
         _PLANS.clear()

@@ -26,7 +26,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from mlops_assets.model_config import ModelConfig
 from mlops_assets.serving.compiled import CompiledModel
 from mlops_assets.serving.deployment import DeploymentSpec, challenger_share
-from mlops_assets.serving.label_engine import apply_rules
+from mlops_assets.serving.label_engine import apply_rules, apply_rules_rows
 from mlops_assets.serving.metrics import LATENCY, PREDICTIONS
 from mlops_assets.serving.requests import OUTPUTS, Rejected, accepted, noun, parse_request
 from mlops_assets.training.registry import Registry
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHAMPION_ARM, CHALLENGER_ARM = "champion", "challenger"
+# Up to this many rows a request's labels are computed row by row (numpy's per-call cost would
+# dominate); a larger request in numpy.
+LABEL_ROWS_IN_PYTHON = 32
 
 
 class NotReady(RuntimeError):
@@ -208,16 +211,16 @@ class Predictor(Model):
         for arm in {a.role: a for a in arms}.values():
             picked = [i for i, a in enumerate(arms) if a is arm]
             scores[picked] = arm.predict([rows[i] for i in picked])
-        columns = {name: [row.get(name) for row in rows] for name in self._rule_inputs}
-        thresholds = np.array([a.threshold for a in arms])  # each arm cuts at its own
-        labels = apply_rules(scores, columns, self.config.label_engine, thresholds)
+        score_list = scores.tolist()
+        thresholds = [a.threshold for a in arms]  # each arm cuts at its own
+        labels = self._labels(score_list, rows, thresholds)
         versions = [a.version for a in arms]
         result = {
             **keys,
-            "score": scores.tolist(),
-            "prediction": labels["prediction"].tolist(),
-            "risk_band": labels["risk_band"].tolist(),
-            "rule": labels["rule"].tolist(),
+            "score": score_list,
+            "prediction": labels["prediction"],
+            "risk_band": labels["risk_band"],
+            "rule": labels["rule"],
             "model_version": versions,
             "arm": [a.role for a in arms],
         }
@@ -228,6 +231,17 @@ class Predictor(Model):
         if self.inference_log is not None:
             self.inference_log.record(request_id, result, rows, latency, now, times)
         return result
+
+    def _labels(
+        self, scores: list[float], rows: list[dict[str, Any]], thresholds: list[float]
+    ) -> dict[str, list]:
+        """The label engine's columns: row by row for a request's few rows, in numpy for many."""
+        rules = self.config.label_engine
+        if len(rows) <= LABEL_ROWS_IN_PYTHON:
+            return apply_rules_rows(scores, rows, rules, thresholds)
+        columns = {name: [row.get(name) for row in rows] for name in self._rule_inputs}
+        labels = apply_rules(np.array(scores), columns, rules, np.array(thresholds))
+        return {name: values.tolist() for name, values in labels.items()}
 
     def _features(
         self, keys: dict[str, list[int]], times: list[dt.datetime | None], now: dt.datetime

@@ -1,4 +1,5 @@
-"""The vectorized encoders agree with Feast's own serialization, value by value."""
+"""The vectorized encoders and the online reader's decoder agree with Feast's own (de)serialization,
+value by value."""
 
 import datetime as dt
 
@@ -57,3 +58,30 @@ def test_columns_encode_as_repeated_value_elements(feast_type, values, protos):
     elements = _encode_column(column, feast_type).to_pylist()
     for element, proto in zip(elements, protos, strict=True):
         assert RepeatedValue.FromString(element).val[0] == proto
+
+
+def test_online_reader_decodes_values_as_feast_does():
+    from feast.protos.feast.types.Value_pb2 import Int64List, StringList
+    from feast.type_map import feast_value_type_to_python_type
+
+    from mlops_assets.features.online import python_value
+
+    values = [
+        Value(),  # no value stored
+        Value(int64_val=-(2**63)),
+        Value(int32_val=7),
+        Value(double_val=float("nan")),
+        Value(double_val=2.5),
+        Value(float_val=0.1),
+        Value(string_val="premium"),
+        Value(string_val=""),
+        Value(bool_val=False),
+        Value(bytes_val=b"\x00\x01"),
+        Value(unix_timestamp_val=1_700_000_000),  # the SDK's conversions still apply
+        Value(int64_list_val=Int64List(val=[1, 2])),
+        Value(string_list_val=StringList(val=["a"])),
+    ]
+    for value in values:
+        ours, feasts = python_value(value), feast_value_type_to_python_type(value)
+        assert type(ours) is type(feasts)
+        assert ours == feasts or (ours != ours and feasts != feasts), value  # NaN equals NaN

@@ -285,7 +285,7 @@ def test_promote_then_rollback_move_aliases_and_traffic_together(shop):
 
 def test_compiled_scorer_equals_sklearn_including_missing_and_unknown_values(shop):
     from mlops_assets.features.offline import offline_features
-    from mlops_assets.serving.compiled import CompiledModel
+    from mlops_assets.serving.compiled import KERNEL_MAX_ROWS, CompiledModel
 
     model = load_model(shop["registry"], BASE.registered_model, shop["champion"])
     compiled = CompiledModel.compile(model)
@@ -297,7 +297,11 @@ def test_compiled_scorer_equals_sklearn_including_missing_and_unknown_values(sho
     rows[2]["tenure_days"] = None
     rows[3]["days_since_last_order"] = float("nan")
     expected = model.predict_proba(pd.DataFrame(rows, columns=compiled.columns))[:, 1]
-    np.testing.assert_allclose(compiled.predict_proba(compiled.encode(rows)), expected, rtol=1e-12)
+    X = compiled.encode(rows)
+    assert len(rows) > KERNEL_MAX_ROWS  # both walks: numba's row by row, numpy's for a batch
+    np.testing.assert_allclose(compiled.predict_proba_numpy(X), expected, rtol=1e-12)
+    by_request = np.concatenate([compiled.predict_proba(X[i : i + 3]) for i in range(0, len(X), 3)])
+    np.testing.assert_allclose(by_request, expected, rtol=1e-12)
     baseline = load_model(shop["registry"], BASE.registered_model, shop["challenger"])
     assert CompiledModel.compile(baseline) is None  # logistic baseline: sklearn scores it
 
