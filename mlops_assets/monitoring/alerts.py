@@ -101,14 +101,28 @@ class RunSeen:
 
 
 @dataclass(frozen=True)
+class RolloutSeen:
+    """A promotion or rollback as the decision log recorded it, whoever made it: the control API,
+    the CLI, or a Dagster run (actor `dagster:<run id>`: the canary sensor's, or a user's)."""
+
+    id: int  # the decision log's id: increasing
+    model: str  # the model config's name
+    version: str
+    outcome: str  # promoted | rolled_back
+    actor: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Watched:
     """What the alert sensor watches, from the model configs: the monitor checks (asset path and
-    check name -> (model, monitor)), the gate checks, the retraining and rollout jobs."""
+    check name -> (model, monitor)), the gate checks, the retraining jobs; the deployment asset's
+    path per model (where a rollout made outside Dagster links to)."""
 
     monitor_checks: Mapping[tuple[tuple[str, ...], str], tuple[str, str]]
     gate_checks: Mapping[tuple[tuple[str, ...], str], str]
     retrain_jobs: Mapping[str, str]  # job -> model
-    rollout_jobs: Mapping[str, tuple[str, str]]  # job -> (model, promote | rollback)
+    deployments: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # model -> path
 
 
 @dataclass
@@ -124,10 +138,11 @@ def incidents(
     watched: Watched,
     state: Incidents,
     ui_url: str,
+    rollouts: Iterable[RolloutSeen] = (),
 ) -> list[Alert]:
     """The alerts for what happened: a monitor check that starts failing opens an incident (one
     alert; it closes when the check passes again), every failed gate evaluation, every retraining
-    run, every successful promote or rollback. `state` is updated in place."""
+    run, every promotion or rollback in the decision log. `state` is updated in place."""
     alerts = []
     for evaluation in sorted(checks, key=lambda e: e.id):
         alert = _check_alert(evaluation, watched, state, ui_url)
@@ -137,6 +152,7 @@ def incidents(
         alert = _run_alert(run, watched, ui_url)
         if alert is not None:
             alerts.append(alert)
+    alerts += [_rollout_alert(r, watched, ui_url) for r in sorted(rollouts, key=lambda r: r.id)]
     return alerts
 
 
@@ -197,19 +213,25 @@ def _run_alert(run: RunSeen, watched: Watched, ui_url: str) -> Alert | None:
             link,
             "info",
         )
-    if run.job in watched.rollout_jobs and run.status == "SUCCESS":
-        model, action = watched.rollout_jobs[run.job]
-        done = "promoted" if action == "promote" else "rolled back"
-        return Alert(
-            f"canary_{'promoted' if action == 'promote' else 'rolled_back'}",
-            model,
-            f"rollout:{run.run_id}",
-            f"{model}: canary {done}",
-            f"Run {run.run_id[:8]} of {run.job} succeeded.{why}",
-            link,
-            "info" if action == "promote" else "warning",
-        )
     return None
+
+
+def _rollout_alert(rollout: RolloutSeen, watched: Watched, ui_url: str) -> Alert:
+    promoted = rollout.outcome == "promoted"
+    run = rollout.actor.removeprefix("dagster:") if rollout.actor.startswith("dagster:") else ""
+    where = watched.deployments.get(rollout.model)
+    link = run_link(ui_url, run) if run else (asset_link(ui_url, where) if where else None)
+    change = "now serves all traffic" if promoted else "no longer serves"
+    why = f" Reason: {rollout.reason}" if rollout.reason else ""
+    return Alert(
+        "canary_promoted" if promoted else "canary_rolled_back",
+        rollout.model,
+        f"rollout:{rollout.model}:{rollout.id}",
+        f"{rollout.model}: canary {'promoted' if promoted else 'rolled back'}",
+        f"v{rollout.version} {change} (by {rollout.actor}).{why}",
+        link,
+        "info" if promoted else "warning",
+    )
 
 
 # --- the serving error rate ------------------------------------------------------------------

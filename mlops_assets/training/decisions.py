@@ -84,6 +84,19 @@ def last_event(registry: Registry, model: str, event: str) -> dict[str, Any] | N
     return dict(row._mapping) if row else None
 
 
+def entries_after(
+    registry: Registry, after_id: int | None, since: dt.datetime, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Decision-log entries of every model, oldest first: those with an id above `after_id`, or,
+    with no id yet, those recorded at or after `since` (what a reader with a cursor follows)."""
+    newer = (
+        DECISIONS.c.id > after_id if after_id is not None else DECISIONS.c.at >= _naive_utc(since)
+    )
+    query = sa.select(DECISIONS).where(newer).order_by(DECISIONS.c.id).limit(limit)
+    with decisions_engine(registry).connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
 def champion_at(registry: Registry, model: str, when: dt.datetime) -> str | None:
     """The version that held the champion alias at `when` (None before the first one)."""
     query = (

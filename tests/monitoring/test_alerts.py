@@ -11,6 +11,7 @@ from mlops_assets.monitoring.alerts import (
     CheckEvaluation,
     ErrorRateLimit,
     Incidents,
+    RolloutSeen,
     RunSeen,
     Watched,
     error_rate_incidents,
@@ -28,7 +29,7 @@ WATCHED = Watched(
     monitor_checks={DRIFT: ("churn", "feature_drift"), ONLINE: ("churn", "online_drift")},
     gate_checks={GATE: "churn"},
     retrain_jobs={"retrain_churn": "churn"},
-    rollout_jobs={"promote_churn": ("churn", "promote"), "rollback_churn": ("churn", "rollback")},
+    deployments={"churn": ("serving", "churn", "deployment")},
 )
 
 
@@ -69,12 +70,16 @@ def test_online_drift_gate_runs_and_unwatched_events():
     ]
     runs = [
         RunSeen("run-retrain", "retrain_churn", "QUEUED", "online_drift", "PSI 0.4 on 3 windows"),
+        # A promote job's run is no alert: its promotion is, from the decision log (below).
         RunSeen("run-promote", "promote_churn", "SUCCESS"),
-        RunSeen("run-rollback", "rollback_churn", "SUCCESS", "canary", "AUC regressed"),
-        RunSeen("run-promoting", "promote_churn", "STARTED"),  # not done yet
         RunSeen("run-other", "daily_scoring_job", "SUCCESS"),
     ]
-    alerts = incidents(checks, runs, WATCHED, state, UI)
+    rollouts = [  # the decision log: one promotion through the API, one rollback by a run
+        RolloutSeen(12, "churn", "7", "rolled_back", "dagster:run-rollback", "AUC regressed"),
+        RolloutSeen(9, "churn", "7", "promoted", "alice", "looks good"),
+    ]
+    alerts = incidents(checks, runs, WATCHED, state, UI, rollouts)
+    assert [a.kind for a in alerts][-2:] == ["canary_promoted", "canary_rolled_back"]  # in order
     by_kind = {a.kind: a for a in alerts}
     assert sorted(by_kind) == [
         "canary_promoted",
@@ -88,8 +93,12 @@ def test_online_drift_gate_runs_and_unwatched_events():
     launched = by_kind["retraining_launched"]
     assert launched.link == f"{UI}/runs/run-retrain"
     assert "online_drift" in launched.title and "PSI 0.4" in launched.text
-    assert by_kind["canary_rolled_back"].link == f"{UI}/runs/run-rollback"
-    assert by_kind["canary_rolled_back"].severity == "warning"
+    rolled_back, promoted = by_kind["canary_rolled_back"], by_kind["canary_promoted"]
+    assert rolled_back.link == f"{UI}/runs/run-rollback"
+    assert rolled_back.severity == "warning" and "AUC regressed" in rolled_back.text
+    assert promoted.link == f"{UI}/assets/serving/churn/deployment"  # no run: the deployment
+    assert promoted.incident == "rollout:churn:9" and "by alice" in promoted.text
+    assert promoted.severity == "info" and "v7 now serves all traffic" in promoted.text
 
 
 def test_error_rate_needs_enough_requests_and_alerts_once_per_incident():

@@ -13,7 +13,12 @@ import urllib.request
 import dagster as dg
 import pytest
 
-from mlops_assets.defs.keys import dataset_run_config, monitor_key, promotion_key
+from mlops_assets.defs.keys import (
+    dataset_run_config,
+    deployment_key,
+    monitor_key,
+    promotion_key,
+)
 from mlops_assets.defs.monitoring.alerts import ALERT_SENSOR, GATE_CHECK, ONLINE_DRIFT
 from mlops_assets.defs.tags import TRIGGER_TAG
 from mlops_assets.model_config import model_configs
@@ -44,14 +49,19 @@ class Ticks:
 
     def __init__(self, instance: dg.DagsterInstance, data_dir):
         from mlops_assets.definitions import load
+        from mlops_assets.resources import resources_for
+        from mlops_assets.settings import get_settings
 
         self.sensor = load().get_sensor_def(ALERT_SENSOR)
         self.instance, self.cursor = instance, None
         self.deployer = LocalDeployer(data_dir=str(data_dir))
+        self.registry = resources_for(get_settings().env)["model_registry"]
 
     def tick(self) -> str:
         context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources={"deployer": self.deployer}
+            instance=self.instance,
+            cursor=self.cursor,
+            resources={"deployer": self.deployer, "model_registry": self.registry},
         )
         data = self.sensor.evaluate_tick(context)
         assert not data.run_requests
@@ -122,25 +132,31 @@ def test_check_failures_and_runs_become_one_alert_each(world):
     assert len(hook.posts) == 4
 
 
-def test_a_successful_rollout_is_announced_once(world):
-    hook, instance, ticks = world
+def test_promotions_and_rollbacks_are_announced_once_whoever_made_them(world):
+    from mlops_assets.training.decisions import record
+
+    hook, _, ticks = world
     ticks.tick()
-
-    @dg.op
-    def moved():
-        return "ok"
-
-    # The sensor watches the rollout job's name; the location's real job needs a deployed
-    # canary (a model server and two registered versions), so a stand-in of that name runs.
-    @dg.job(name="rollback_churn", tags={"mlops/model": "churn"})
-    def rollback_churn():
-        moved()
-
-    rollback = rollback_churn.execute_in_process(instance=instance)
+    registry = ticks.registry.registry()
+    name = CHURN.registered_model
+    # What rollout.promote and rollout.rollback record, from the control API (its principal),
+    # the CLI and a Dagster run; other decisions are no alert.
+    record(registry, name, "4", "rollout", "promoted", "alice", "canary looks good", {})
+    record(registry, name, "4", "alias", "champion", "alice", "canary looks good", {})
+    ticks.tick()
+    record(registry, name, "4", "rollout", "rolled_back", "cli", "manual rollback", {})
+    record(registry, name, "5", "rollout", "rolled_back", "dagster:run-canary-1", "AUC fell", {})
     for _ in range(3):
         ticks.tick()
-    assert [p["blocks"][0]["text"]["text"] for p in hook.posts] == ["churn: canary rolled back"]
-    assert f"{UI}/runs/{rollback.run_id}" in hook.posts[0]["text"]
+    titles = [p["blocks"][0]["text"]["text"] for p in hook.posts]
+    assert titles == ["churn: canary promoted", *["churn: canary rolled back"] * 2], titles
+    promoted, by_cli, by_run = (p["blocks"][1]["text"]["text"] for p in hook.posts)
+    assert (
+        "by alice" in promoted
+        and f"<{UI}/assets/{'/'.join(deployment_key(CHURN).path)}|Open>" in promoted
+    )
+    assert "by cli" in by_cli and "manual rollback" in by_cli
+    assert f"<{UI}/runs/run-canary-1|Open>" in by_run
 
 
 def test_a_dead_webhook_neither_fails_nor_stalls_the_tick_and_alerts_wait(tmp_path):

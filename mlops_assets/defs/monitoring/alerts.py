@@ -1,7 +1,8 @@
 """The alert sensor: every few seconds it turns what happened since its cursor into alerts (failed
 monitor checks, the online drift check included; failed promotion gates; launched retraining
-runs; successful promote and rollback runs; the local model server's error rate over its limit)
-and posts each incident once to the webhook of MLOPS_ALERTS_WEBHOOK_URL (unset: logged only).
+runs; every promotion and rollback in the decision log, whoever made it: API, CLI or a run; the
+local model server's error rate over its limit) and posts each incident once to the webhook of
+MLOPS_ALERTS_WEBHOOK_URL (unset: logged only).
 The decisions are mlops_assets/monitoring/alerts.py; delivery (de-duplication, retries, the
 bounded queue) mlops_assets/monitoring/webhook.py. A delivery failure never fails a tick: what
 was not delivered stays queued in the cursor for the next one."""
@@ -20,7 +21,6 @@ from mlops_assets.defs.keys import (
     monitor_key,
     promotion_key,
     retrain_job_name,
-    rollout_job_name,
 )
 from mlops_assets.defs.tags import SENSOR_INTERVAL_S, TRIGGER_TAG
 from mlops_assets.defs.training.assets import GATE_CHECK
@@ -29,6 +29,7 @@ from mlops_assets.monitoring.alerts import (
     CheckEvaluation,
     ErrorRateLimit,
     Incidents,
+    RolloutSeen,
     RunSeen,
     Watched,
     asset_link,
@@ -39,6 +40,7 @@ from mlops_assets.monitoring.alerts import (
 )
 from mlops_assets.monitoring.registry import MONITORS
 from mlops_assets.monitoring.webhook import Outbox, webhook_sender
+from mlops_assets.resources import ModelRegistryResource
 from mlops_assets.serving.deployers import DeployerResource
 from mlops_assets.settings import Settings, get_settings
 
@@ -54,15 +56,14 @@ def watched() -> Watched:
     """The checks and jobs of every configured model that alerts are about."""
     monitors = [(m.name, m.check) for m in MONITORS.values()]
     monitors += [ONLINE_DRIFT] if ONLINE_DRIFT[0] not in MONITORS else []
-    checks, gates, retrains, rollouts = {}, {}, {}, {}
+    checks, gates, retrains, deployments = {}, {}, {}, {}
     for model in model_configs().values():
         for monitor, check in monitors:
             checks[(tuple(monitor_key(model, monitor).path), check)] = (model.name, monitor)
         gates[(tuple(promotion_key(model).path), GATE_CHECK)] = model.name
         retrains[retrain_job_name(model)] = model.name
-        for action in ("promote", "rollback"):
-            rollouts[rollout_job_name(action, model)] = (model.name, action)
-    return Watched(checks, gates, retrains, rollouts)
+        deployments[model.name] = tuple(deployment_key(model).path)
+    return Watched(checks, gates, retrains, deployments)
 
 
 def _check_keys(watch: Watched) -> list[dg.AssetCheckKey]:
@@ -111,10 +112,10 @@ def _evaluation(item: Any, key: dg.AssetCheckKey, evaluation: Any) -> CheckEvalu
 
 
 def runs_since(instance: dg.DagsterInstance, watch: Watched, since: float) -> list[RunSeen]:
-    """Runs of the retraining and rollout jobs created or updated after `since`."""
+    """Runs of the retraining jobs created or updated after `since`."""
     after = dt.datetime.fromtimestamp(since, dt.UTC)
     runs = []
-    for job in [*watch.retrain_jobs, *watch.rollout_jobs]:
+    for job in watch.retrain_jobs:
         records = instance.get_run_records(
             filters=dg.RunsFilter(job_name=job, updated_after=after), limit=100
         )
@@ -131,6 +132,24 @@ def runs_since(instance: dg.DagsterInstance, watch: Watched, since: float) -> li
                 )
             )
     return runs
+
+
+def new_rollouts(registry: Any, cursor: dict[str, Any], since: float) -> list[RolloutSeen]:
+    """Promotions and rollbacks recorded in the decision log after the cursor's last entry (with
+    none yet: after `since`), by any door: the control API, the CLI, a Dagster run."""
+    from mlops_assets.training.decisions import entries_after
+
+    names = {m.registered_model: m.name for m in model_configs().values()}
+    entries = entries_after(
+        registry, cursor.get("decision_id"), dt.datetime.fromtimestamp(since, dt.UTC)
+    )
+    if entries:
+        cursor["decision_id"] = entries[-1]["id"]
+    return [
+        RolloutSeen(e["id"], names[e["model"]], e["version"], e["outcome"], e["actor"], e["reason"])
+        for e in entries
+        if e["event"] == "rollout" and e["model"] in names
+    ]
 
 
 def serving_alerts(
@@ -193,7 +212,10 @@ def _deliver(context: dg.SensorEvaluationContext, outbox: Outbox, settings: Sett
 
 
 def evaluate(
-    context: dg.SensorEvaluationContext, deployer: DeployerResource, now: float | None = None
+    context: dg.SensorEvaluationContext,
+    deployer: DeployerResource,
+    model_registry: ModelRegistryResource,
+    now: float | None = None,
 ) -> dg.SkipReason:
     """One tick: read what happened, decide the alerts, deliver them, keep the state."""
     settings = get_settings()
@@ -206,8 +228,9 @@ def evaluate(
         context.instance, watch, seen, now - FIRST_LOOKBACK_S if first else None
     )
     runs = runs_since(context.instance, watch, cursor.get("runs_after", now - FIRST_LOOKBACK_S))
+    rollouts = new_rollouts(model_registry.registry(), cursor, now - FIRST_LOOKBACK_S)
     state = Incidents(cursor.get("open", {}))
-    alerts = incidents(checks, runs, watch, state, settings.alerts_ui_url)
+    alerts = incidents(checks, runs, watch, state, settings.alerts_ui_url, rollouts)
     try:
         alerts += serving_alerts(deployer, settings, cursor, now)
     except Exception:  # the server's metrics are one source of several: the others go on
@@ -233,8 +256,12 @@ def evaluate(
         "retried on the next ticks."
     ),
 )
-def lifecycle_alerts(context: dg.SensorEvaluationContext, deployer: DeployerResource):
-    return evaluate(context, deployer)
+def lifecycle_alerts(
+    context: dg.SensorEvaluationContext,
+    deployer: DeployerResource,
+    model_registry: ModelRegistryResource,
+):
+    return evaluate(context, deployer, model_registry)
 
 
 @dg.definitions
