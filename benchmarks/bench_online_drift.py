@@ -230,7 +230,8 @@ def replay(args, config, port, request_ts, catalog) -> dict:
     sender.stop.set()
     upkeep.stop.set()
     sender.join(10)
-    upkeep.join(600) if upkeep.is_alive() else None  # a started upkeep finishes its run
+    if upkeep.is_alive():  # a started upkeep finishes its run
+        upkeep.join(600)
     return {
         "log_upkeep": upkeep.runs,
         "detected_s": _since(at["detected"], at["switch"]),

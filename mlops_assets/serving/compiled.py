@@ -150,7 +150,7 @@ def _walk_kernel() -> Any:
     @numba.njit(cache=True, nogil=True)
     def walk(X, roots, feature, threshold, missing_left, is_leaf, value, left, right,
              is_categorical, categorical_left, n_codes, baseline):  # fmt: skip
-        raw = np.full(X.shape[0], baseline)
+        raw = np.empty(X.shape[0])
         for r in range(X.shape[0]):
             total = baseline
             for root in roots:
