@@ -133,6 +133,9 @@ class Sender(threading.Thread):
             self.sent += 1
 
 
+UPKEEP_KEYS = "files_rewritten commit_attempts writers_paused snapshots_before snapshots_expired"
+
+
 class Upkeep(threading.Thread):
     """The maintenance asset's own code (expiry, compaction, rows check) every `every` s."""
 
@@ -155,14 +158,8 @@ class Upkeep(threading.Thread):
                 self.runs.append({"error": f"{type(err).__name__}: {err}"[:300]})
                 continue
             meta = {k: getattr(v, "value", v) for k, v in materialized.metadata.items()}
-            self.runs.append(
-                {
-                    "s": round(time.monotonic() - began, 2),
-                    "rows_kept": bool(check.passed),
-                    "files_rewritten": meta.get("files_rewritten"),
-                    "snapshots_expired": meta.get("snapshots_expired"),
-                }
-            )
+            kept = {"s": round(time.monotonic() - began, 2), "rows_kept": bool(check.passed)}
+            self.runs.append(kept | {k: meta.get(k) for k in UPKEEP_KEYS.split()})
 
 
 class Ticker:

@@ -16,12 +16,9 @@ CATALOG_NAME = "lakehouse"
 
 def sql_catalog(folder: str | Path) -> Catalog:
     """pyiceberg's SQL catalog: `catalog.db` (SQLite) and the table files under `warehouse/`."""
-    from pyiceberg.catalog import load_catalog
-
     folder = Path(folder)
     (folder / "warehouse").mkdir(parents=True, exist_ok=True)
-    return load_catalog(
-        CATALOG_NAME,
+    return _load(
         type="sql",
         uri=f"sqlite:///{folder / 'catalog.db'}",
         warehouse=(folder / "warehouse").as_uri(),
@@ -38,8 +35,6 @@ def rest_catalog(
     """An Iceberg REST catalog; S3 credentials come from the usual AWS variables. Without a
     region pyiceberg asks AWS for the bucket's (a DNS failure and a pause per process on an S3
     that is not AWS)."""
-    from pyiceberg.catalog import load_catalog
-
     properties = {"type": "rest", "uri": uri, "warehouse": warehouse}
     if credential:
         properties["credential"] = credential
@@ -47,13 +42,20 @@ def rest_catalog(
         properties["s3.endpoint"] = s3_endpoint
     if s3_region:
         properties["s3.region"] = s3_region
-    return load_catalog(CATALOG_NAME, **properties)
+    return _load(**properties)
 
 
 def reopen(properties: dict[str, str]) -> Catalog:
     """The same catalog in another process (`catalog.properties` travel, the object does not)."""
+    return _load(**properties)
+
+
+def _load(**properties: str) -> Catalog:
     from pyiceberg.catalog import load_catalog
 
+    from mlops_assets.lakehouse import pyiceberg_fixes
+
+    pyiceberg_fixes.install()  # appends whose cost does not grow with the snapshot count
     return load_catalog(CATALOG_NAME, **properties)
 
 

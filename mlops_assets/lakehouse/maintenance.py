@@ -11,6 +11,9 @@ whose summary carries `mlops.maintenance=compaction` and equal added/deleted rec
 adds no row, so an incremental reader (`table.incremental_append_scan`, which only reads `append`
 snapshots) skips it.
 
+Writers that commit back to back can win every race; both steps then pause them with a
+`PauseForUpkeep` (lakehouse/lease.py) until their commit is in.
+
 `expire_snapshots` drops snapshots older than a cutoff (the current one and the newest
 `retain_last` always stay); `remove_orphan_files` then deletes the table's files that no kept
 snapshot or metadata file references and that are older than both the cutoff and the oldest kept
@@ -28,6 +31,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from mlops_assets.lakehouse.lease import NO_PAUSE, NoPause, PauseForUpkeep, commit_properties
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +59,9 @@ def ensure_properties(
 ) -> list[str]:
     """Set the properties that differ (writers pick them up with their next commit); returns
     the names changed."""
-    from pyiceberg.exceptions import CommitFailedException
-    from sqlalchemy.exc import OperationalError
-
     changed = [k for k, v in properties.items() if table.properties.get(k) != v]
-    for attempt in range(1, 11):
-        try:
-            if changed:
-                with table.transaction() as tx:
-                    tx.set_properties({k: properties[k] for k in changed})
-            break
-        except (CommitFailedException, OperationalError):
-            if attempt == 10:
-                raise
-            time.sleep(random.uniform(0.01, 0.1))
-            table.refresh()
+    if changed:
+        commit_properties(table, {k: properties[k] for k in changed}, attempts=10)
     return changed
 
 
@@ -160,10 +153,11 @@ def compact(
     min_files: int,
     sort_by: str | None = None,
     attempts: int = 30,
+    pause: PauseForUpkeep | NoPause = NO_PAUSE,
 ) -> CompactionResult:
     """Rewrite the small files of each partition into one, losing and doubling nothing while
     writers append. `sort_by`: a column to order each rewritten file by (time-range reads skip
-    more of it)."""
+    more of it); `pause`: held once a commit lost a race, so writers let the next one in."""
     started = time.monotonic()
     written: list[Any] = []
     planned: list[Any] = []
@@ -179,13 +173,16 @@ def compact(
             if not groups:
                 return _nothing_to_do(live, attempt, started)
             planned = [live[f.path] for group in groups.values() for f in group]
+            pause.release()  # writers need not wait while we read and write files
             written = _rewrite(table, planned, sort_by)
         snapshot_id = _commit_rewrite(table, [t.file for t in planned], written, attempt, attempts)
         if snapshot_id is not None:
             break
+        pause.hold()
     else:  # pragma: no cover - every attempt lost a race
         _delete_files(table, written)
         raise RuntimeError(f"compaction lost {attempts} commit races in a row")
+    pause.release()
     return _result(table, len(live), planned, written, attempt, snapshot_id, started)
 
 
@@ -306,6 +303,7 @@ def expire_snapshots(
     retain_last: int,
     remove_orphans: bool = True,
     attempts: int = 30,
+    pause: PauseForUpkeep | NoPause = NO_PAUSE,
 ) -> ExpiryResult:
     """Expire the snapshots older than `older_than` (the newest `retain_last` and the current one
     stay), then, if asked, delete the files nothing kept references."""
@@ -325,10 +323,12 @@ def expire_snapshots(
             break
         try:
             table.maintenance.expire_snapshots().by_ids(expired).commit()
+            pause.release()
             break
         except (CommitFailedException, OperationalError):
             if attempt == attempts:
                 raise
+            pause.hold()
             time.sleep(random.uniform(0.01, 0.1))
             table.refresh()
     table.refresh()

@@ -14,7 +14,9 @@ wakes the queue's feeder thread), and the writer commits batches (every `log_flu
 `log_flush_seconds`), so Iceberg commits never hold the server's GIL. On a clean shutdown the rows
 are shipped, the queue drained and the last batch committed before the process exits.
 Concurrent writers (several servers, or a server and a backfill) are safe: a commit that loses the
-race re-reads the table and retries.
+race re-reads the table and retries. When the table's upkeep asks writers to pause
+(`lakehouse/lease.py`), the writer keeps its rows until the pause ends and commits them in one
+batch; the last batch on shutdown goes in regardless.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mlops_assets.lakehouse.lease import LOOK_SECONDS, pause_left
 from mlops_assets.lakehouse.tables import INFERENCE_LOG
 
 log = logging.getLogger(__name__)
@@ -229,6 +232,30 @@ def rows_to_arrow(rows: list[tuple]) -> pa.Table:
     )
 
 
+def _commit_or_spool(table: Any, pending: list[tuple], spool_dir: str) -> None:
+    batch = rows_to_arrow(pending)
+    try:
+        append_with_retry(table, batch)
+    except Exception:  # the catalog is down: keep the rows on disk, never drop them
+        import pyarrow.parquet as pq
+
+        spool = Path(spool_dir)
+        spool.mkdir(parents=True, exist_ok=True)
+        path = spool / f"{time.time_ns()}.parquet"
+        pq.write_table(batch, path)
+        log.exception("inference log commit failed; %d rows kept in %s", len(pending), path)
+
+
+def _upkeep_wait(table: Any) -> float:
+    """0.0 when the writer may commit; else how long to hold its rows before looking again
+    (upkeep asked writers to pause: lakehouse/lease.py)."""
+    if pause_left(table) <= 0.0:
+        return 0.0
+    with contextlib.suppress(Exception):  # the catalog is away: the pause runs out by itself
+        table.refresh()  # given back early?
+    return min(pause_left(table), LOOK_SECONDS)
+
+
 def _writer_main(
     q: Any, properties: dict, spool_dir: str, model: str, flush_rows: int, flush_seconds: float
 ) -> None:
@@ -249,11 +276,11 @@ def _writer_main(
     parent = os.getppid()
     pending: list[tuple] = []
     first_at = 0.0
+    resume_at = 0.0  # while upkeep has the writers paused: when to look again
     stopping = False
     while not stopping:
-        timeout = (
-            flush_seconds if not pending else max(0.0, first_at + flush_seconds - time.monotonic())
-        )
+        deadline = max(first_at + flush_seconds, resume_at) if pending else None
+        timeout = flush_seconds if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             item = q.get(timeout=timeout)
         except queue.Empty:
@@ -272,16 +299,13 @@ def _writer_main(
         due = pending and (
             stopping or len(pending) >= flush_rows or time.monotonic() - first_at >= flush_seconds
         )
+        if due and not stopping:  # the last batch goes in even during a pause
+            if time.monotonic() < resume_at:
+                continue
+            wait = _upkeep_wait(table)
+            if wait:
+                resume_at = time.monotonic() + wait
+                continue
         if due:
-            batch = rows_to_arrow(pending)
-            try:
-                append_with_retry(table, batch)
-            except Exception:  # the catalog is down: keep the rows on disk, never drop them
-                spool = Path(spool_dir)
-                spool.mkdir(parents=True, exist_ok=True)
-                path = spool / f"{time.time_ns()}.parquet"
-                import pyarrow.parquet as pq
-
-                pq.write_table(batch, path)
-                log.exception("inference log commit failed; %d rows kept in %s", len(pending), path)
+            _commit_or_spool(table, pending, spool_dir)
             pending = []

@@ -135,3 +135,23 @@ def test_twenty_concurrent_appends_lose_and_duplicate_nothing(node):
     assert sorted(got["writer"].unique()) == list(range(writers))
     appends = [s for s in table.snapshots() if s.summary and s.summary.operation.value == "append"]
     assert len(appends) == writers  # one commit per writer: no retry committed twice
+
+
+def test_a_writers_next_commit_carries_the_upkeep_pause(node):
+    """The writer learns of an upkeep's pause from its own commit's metadata, with no extra read
+    (lakehouse/lease.py): the REST catalog applies a commit on top of the current metadata."""
+    from mlops_assets.lakehouse.lease import PauseForUpkeep, pause_left
+
+    catalog = _catalog(node)
+    ensure_namespace(catalog, "pause")
+    catalog.create_table("pause.log", schema=SCHEMA)
+    writer = _catalog(node).load_table("pause.log")
+    append_with_retry(writer, _rows(0, 3))
+    with PauseForUpkeep(_catalog(node).load_table("pause.log"), seconds=30) as pause:
+        pause.hold()
+        assert pause_left(writer) == 0.0  # not seen yet
+        append_with_retry(writer, _rows(1, 3))
+        assert 20 < pause_left(writer) <= 30
+    writer.refresh()
+    assert pause_left(writer) == 0.0  # given back
+    assert writer.scan().to_arrow().num_rows == 6

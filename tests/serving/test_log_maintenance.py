@@ -215,6 +215,7 @@ def test_the_maintenance_job_compacts_every_model_and_checks_rows(resources):
     assert metadata["rows_compacted"].value == 300
     assert metadata["snapshots_expired"].value == 0  # all younger than the retention
     assert "commit.manifest-merge.enabled" in metadata["properties_set"].value
+    assert metadata["writers_paused"].value == 0  # no writer to lose a race to
     checks = {(c.asset_key, c.check_name): c for c in run.get_asset_check_evaluations()}
     assert checks[(key, ROWS_CHECK)].passed
     assert checks[(key, ROWS_CHECK)].metadata["rows_after"].value == 300

@@ -20,6 +20,8 @@ MAINTENANCE_SCHEDULE = "inference_log_maintenance_schedule"
 # Every 10 minutes: a writer committing every second adds 600 snapshots and files in that time,
 # and each of its commits slows as they pile up (benchmarks/bench_log_maintenance.py).
 MAINTENANCE_CRON = "*/10 * * * *"
+# The longest the writers hold their commits for one pause (renewed while the upkeep still loses).
+PAUSE_SECONDS = 60.0
 
 
 def maintenance_metadata(table: str, compaction: dict, expiry: dict) -> dict:
@@ -58,6 +60,7 @@ def _description(model: ModelConfig) -> str:
 
 def upkeep(iceberg: Any, serving: ServingConfig) -> Iterator[dg.MaterializeResult | Any]:
     """Table properties, expiry, compaction; the materialization and the rows check."""
+    from mlops_assets.lakehouse.lease import PauseForUpkeep
     from mlops_assets.lakehouse.maintenance import compact, ensure_properties, expire_snapshots
 
     tuned = ensure_properties(iceberg)
@@ -65,17 +68,22 @@ def upkeep(iceberg: Any, serving: ServingConfig) -> Iterator[dg.MaterializeResul
     older_than = dt.datetime.now(dt.UTC) - dt.timedelta(
         minutes=serving.log_snapshot_retention_minutes
     )
-    expiry = expire_snapshots(iceberg, older_than, serving.log_retain_snapshots)
-    compaction = compact(
-        iceberg,
-        target_file_bytes=serving.log_compact_target_mb << 20,
-        min_files=serving.log_compact_min_files,
-        sort_by="requested_at",
-    )
+    # The servers' writers pause only if one of our commits loses a race to them, and only
+    # until the upkeep's commits are in (lakehouse/lease.py).
+    with PauseForUpkeep(iceberg, seconds=PAUSE_SECONDS) as pause:
+        expiry = expire_snapshots(iceberg, older_than, serving.log_retain_snapshots, pause=pause)
+        compaction = compact(
+            iceberg,
+            target_file_bytes=serving.log_compact_target_mb << 20,
+            min_files=serving.log_compact_min_files,
+            sort_by="requested_at",
+            pause=pause,
+        )
     metadata = maintenance_metadata(
         ".".join(iceberg.name()), compaction.as_dict(), expiry.as_dict()
     )
-    yield dg.MaterializeResult(metadata={**metadata, "properties_set": ", ".join(tuned) or "none"})
+    metadata |= {"properties_set": ", ".join(tuned) or "none", "writers_paused": pause.times_held}
+    yield dg.MaterializeResult(metadata=metadata)
     yield dg.AssetCheckResult(
         check_name=ROWS_CHECK,
         passed=compaction.rows_before == compaction.rows_after,
