@@ -1,6 +1,7 @@
 """The inference log's Iceberg writes under contention (real pyiceberg SQL catalog on SQLite)."""
 
 import datetime as dt
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
@@ -21,10 +22,14 @@ def _rows(writer: int, n: int) -> list[tuple]:
 def test_twenty_concurrent_appends_lose_and_duplicate_nothing(resources):
     INFERENCE_LOG.open(resources.lakehouse.catalog(), "churn")
 
+    start = threading.Barrier(20)
+
     def write(writer: int) -> int:
         # Each writer has its own catalog and table handle, as separate servers would.
         table = resources.lakehouse.catalog().load_table(INFERENCE_LOG.name("churn"))
-        return append_with_retry(table, rows_to_arrow(_rows(writer, 25)))
+        rows = rows_to_arrow(_rows(writer, 25))
+        start.wait(60)  # all at once: an append takes ~30 ms, a staggered start might not race
+        return append_with_retry(table, rows)
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         attempts = list(pool.map(write, range(20)))
