@@ -2,9 +2,9 @@
 
 `Transaction.table_metadata` replays the staged updates onto the table's metadata and returns a
 deep copy of the result, every snapshot included; one append reads it about 20 times. On the
-inference log, appended to every second, an append so took 0.05 s at 100 snapshots, 0.25 s at 400
-and 0.41 s at 600 (0.7 ms per snapshot: `benchmarks/bench_log_append.py`), and past ~1,500 the
-server's writer committed back to back. The upstream fix, approved but not released
+inference log, appended to every second, an append so took 0.08 s at 100 snapshots and 1.7 s at
+2,000 (0.30 s with the cache: `benchmarks/bench_log_append.py`), and the server's writer committed
+back to back. The upstream fix, approved but not released
 (apache/iceberg-python#3302, carried on as #3784), caches the result keyed on the identity of both
 inputs: `_updates` is a tuple that every staged update rebinds, and a refresh or commit replaces
 `Table.metadata` wholesale, so a cached value is never stale. Metadata models are frozen, and
